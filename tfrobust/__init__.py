@@ -1,0 +1,15 @@
+"""tfrobust: learning with noisy labels in Keras 3 / TensorFlow.
+
+Submodules:
+  losses    TaylorLoss (the searchable loss family) and robust-loss baselines.
+  noise     Label-noise injection (symmetric, pair-flip, transition matrix,
+            instance-dependent).
+  datasets  Train / validation / test splits with noisy training labels,
+            from bundled real data or any prepared TFDS dataset.
+  models    Small task architectures (MLP, CNN) used by the search and the
+            benchmark.
+"""
+
+__version__ = "0.1.0"
+
+from tfrobust import losses  # noqa: F401  (registers the serializable losses)

@@ -1,0 +1,127 @@
+"""Shared machinery of the tfrobust classification losses.
+
+Every loss here takes labels either as integer class indices (shape `(batch,)`
+or `(batch, 1)`) or as one-hot / soft label rows (shape `(batch, classes)`),
+and predictions as probabilities or, with `from_logits=True`, as logits of
+shape `(batch, classes)`. `call()` returns one value per example; the Keras
+base class applies `sample_weight` and the reduction.
+"""
+
+import inspect
+
+import keras
+from keras import ops
+
+# Smallest probability fed to a logarithm or a division. float32 resolves
+# 1 - 1e-7 from 1, so clipping at 1e-7 keeps log(p) finite (about -16.1)
+# without moving any probability a float32 model can really produce.
+EPSILON = 1e-7
+
+
+def _backend_assert_labels_in_range(labels, num_classes):
+    """Raise on class indices outside [0, num_classes) where the backend can.
+
+    On TensorFlow this adds an assertion to the graph, so it also fires
+    inside `model.fit`; on other backends it checks concrete (eager) values.
+    """
+    message = (
+        f"Class index out of range: sparse labels must lie in [0, {num_classes}) "
+        f"for predictions with {num_classes} classes. Check the labels, or pass "
+        "one-hot labels of shape (batch, classes)."
+    )
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        checks = [
+            tf.debugging.assert_non_negative(labels, message=message),
+            tf.debugging.assert_less(labels, tf.cast(num_classes, labels.dtype), message=message),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(labels)
+    try:
+        values = ops.convert_to_numpy(labels)
+    except Exception:  # a traced value (jit): nothing concrete to check
+        return labels
+    if values.size and (values.min() < 0 or values.max() >= num_classes):
+        raise ValueError(message)
+    return labels
+
+
+def standardize_labels(y_true, y_pred):
+    """Returns one-hot (or soft) targets with the dtype and shape of `y_pred`.
+
+    Integer labels of shape `(batch,)` or `(batch, 1)` are one-hot encoded;
+    rows of shape `(batch, classes)` are used as they are. Any other shape
+    raises a `ValueError` naming the shapes seen.
+    """
+    num_classes = y_pred.shape[-1]
+    if len(y_pred.shape) != 2 or num_classes is None:
+        raise ValueError(
+            "Predictions must have shape (batch, classes) with a known number of "
+            f"classes; got shape {tuple(y_pred.shape)}."
+        )
+    true_shape = tuple(y_true.shape)
+    is_dense = len(true_shape) == 2 and true_shape[-1] == num_classes and num_classes != 1
+    if is_dense:
+        return ops.cast(y_true, y_pred.dtype)
+    if len(true_shape) == 2 and true_shape[-1] == 1:
+        y_true = ops.squeeze(y_true, axis=-1)
+    elif len(true_shape) != 1:
+        raise ValueError(
+            f"Labels of shape {true_shape} do not match predictions of shape "
+            f"{tuple(y_pred.shape)}: pass integer class indices of shape (batch,) "
+            f"or (batch, 1), or one-hot rows of shape (batch, {num_classes})."
+        )
+    labels = ops.cast(y_true, "int32")
+    labels = _backend_assert_labels_in_range(labels, num_classes)
+    return ops.one_hot(labels, num_classes, dtype=y_pred.dtype)
+
+
+def probabilities(y_pred, from_logits):
+    """Class probabilities from `y_pred` (softmax of logits if `from_logits`)."""
+    if from_logits:
+        return ops.softmax(y_pred, axis=-1)
+    return y_pred
+
+
+def clipped(probs):
+    """`probs` clipped into [EPSILON, 1] for a log or a division."""
+    return ops.clip(probs, EPSILON, 1.0)
+
+
+def log_probabilities(y_pred, from_logits):
+    """log p, from logits with a stable log-softmax, else from clipped probabilities."""
+    if from_logits:
+        return ops.log_softmax(y_pred, axis=-1)
+    return ops.log(clipped(y_pred))
+
+
+class ClassificationLoss(keras.losses.Loss):
+    """Base class: label standardisation, `from_logits` and a complete config.
+
+    Subclasses implement `compute(targets, y_pred)` where `targets` are
+    one-hot (or soft) label rows and `y_pred` the raw predictions, returning
+    one value per example. `get_config()` is built from the constructor's
+    signature, so every argument round-trips as long as the subclass stores
+    it as an attribute of the same name.
+    """
+
+    def __init__(self, from_logits=False, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        targets = standardize_labels(y_true, y_pred)
+        return self.compute(targets, y_pred)
+
+    def compute(self, targets, y_pred):
+        raise NotImplementedError
+
+    def get_config(self):
+        config = {"name": self.name, "reduction": self.reduction, "dtype": self._dtype_policy.name}
+        for parameter in inspect.signature(type(self).__init__).parameters:
+            if parameter in ("self", "name", "reduction", "dtype") or parameter in config:
+                continue
+            value = getattr(self, parameter)
+            config[parameter] = value.tolist() if hasattr(value, "tolist") else value
+        return config
