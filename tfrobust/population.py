@@ -1,0 +1,187 @@
+"""Population models: P copies of one architecture trained side by side in one graph.
+
+A CMA-ES generation trains one small model per candidate loss. Trained one
+`model.fit` at a time, nearly all the time goes to per-model overhead
+(building, tracing, compiling, Python dispatch). Here the P models become one
+model whose weights carry a leading population axis: a dense layer is an
+`einsum` over (population, in, out) kernels, a convolution a patch extraction
+followed by the same `einsum`. The model maps a batch to `(batch, population,
+classes)`, and `PopulationTaylorLoss` sums the members' per-example losses.
+Because the members' parameters are disjoint, the gradient of the sum with
+respect to member m's weights is exactly the gradient of member m's own loss,
+and an element-wise optimiser (SGD, momentum, Adam, RMSprop) gives member m
+exactly the update it would get trained alone.
+
+Memory grows linearly in the population size P: weights, optimiser slots and
+gradients are P times those of one model, and activations are P times those
+of one model for the same batch (the input batch itself is shared).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfrobust import models
+
+
+class PopulationDense(keras.layers.Layer):
+    """Dense layer with one kernel per population member.
+
+    Input `(batch, features)` (shared by all members: the first layer) or
+    `(batch, population, features)`; output `(batch, population, units)`.
+    """
+
+    def __init__(self, population_size, units, activation=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.population_size = population_size
+        self.units = units
+        self.activation = keras.activations.get(activation)
+        self.seed = seed
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        self.shared_input = len(input_shape) == 2
+        self.kernel = self.add_weight(
+            shape=(self.population_size, features, self.units),
+            initializer=_stacked_initializer(keras.initializers.GlorotUniform(self.seed), self.population_size),
+            name="kernel",
+        )
+        self.bias = self.add_weight(shape=(self.population_size, self.units), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        if self.shared_input:
+            outputs = ops.einsum("bi,pio->bpo", inputs, self.kernel)
+        else:
+            outputs = ops.einsum("bpi,pio->bpo", inputs, self.kernel)
+        return self.activation(outputs + self.bias)
+
+
+class PopulationConv2D(keras.layers.Layer):
+    """'same'-padded, stride-1 convolution with one filter bank per member.
+
+    Input `(batch, H, W, C)` (shared) or `(batch, H, W, population, C)`;
+    output `(batch, H, W, population, filters)`. A shared input is convolved
+    once with all members' filters concatenated; a per-member input is
+    unfolded into k x k patches and contracted with an `einsum`.
+    """
+
+    def __init__(self, population_size, filters, kernel_size, activation=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.population_size = population_size
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.activation = keras.activations.get(activation)
+        self.seed = seed
+
+    def build(self, input_shape):
+        self.shared_input = len(input_shape) == 4
+        channels = input_shape[-1]
+        k = self.kernel_size
+        self.kernel = self.add_weight(
+            shape=(self.population_size, k, k, channels, self.filters),
+            initializer=_stacked_initializer(keras.initializers.GlorotUniform(self.seed), self.population_size),
+            name="kernel",
+        )
+        self.bias = self.add_weight(shape=(self.population_size, self.filters), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        p, k, f = self.population_size, self.kernel_size, self.filters
+        if self.shared_input:
+            # (P, k, k, C, F) -> (k, k, C, P * F): one ordinary convolution.
+            kernel = ops.reshape(ops.transpose(self.kernel, (1, 2, 3, 0, 4)), (k, k, -1, p * f))
+            outputs = ops.conv(inputs, kernel, padding="same")
+            outputs = ops.reshape(outputs, (-1,) + tuple(outputs.shape[1:3]) + (p, f))
+        else:
+            height, width, _, channels = inputs.shape[1:]
+            merged = ops.reshape(inputs, (-1, height, width, p * channels))
+            patches = ops.image.extract_patches(merged, (k, k), strides=(1, 1), padding="same")
+            patches = ops.reshape(patches, (-1, height, width, k * k, p, channels))
+            kernel = ops.reshape(self.kernel, (p, k * k, channels, f))
+            outputs = ops.einsum("bhwkpc,pkcf->bhwpf", patches, kernel)
+        return self.activation(outputs + self.bias)
+
+
+class PopulationMaxPool2D(keras.layers.Layer):
+    """2-D max pooling of `(batch, H, W, population, C)` inputs."""
+
+    def __init__(self, pool_size, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = pool_size
+
+    def call(self, inputs):
+        height, width, population, channels = inputs.shape[1:]
+        merged = ops.reshape(inputs, (-1, height, width, population * channels))
+        pooled = ops.max_pool(merged, self.pool_size, strides=self.pool_size, padding="valid")
+        return ops.reshape(pooled, (-1,) + tuple(pooled.shape[1:3]) + (population, channels))
+
+
+class PopulationFlatten(keras.layers.Layer):
+    """Flattens everything but the batch and population axes.
+
+    `(batch, H, W, P, C)` becomes `(batch, P, H * W * C)` in the same element
+    order as `keras.layers.Flatten` gives one member's `(batch, H, W, C)`.
+    """
+
+    def call(self, inputs):
+        if len(inputs.shape) == 3:  # (batch, population, features): already flat
+            return inputs
+        moved = ops.moveaxis(inputs, 3, 1)
+        return ops.reshape(moved, (-1, moved.shape[1], int(np.prod(moved.shape[2:]))))
+
+
+def _stacked_initializer(initializer, population_size):
+    """Initialises each member's slice as `initializer` would initialise one model."""
+
+    def initialize(shape, dtype=None):
+        member_shape = tuple(shape[1:])
+        slices = [initializer(member_shape, dtype=dtype) for _ in range(population_size)]
+        return ops.stack(slices)
+
+    return initialize
+
+
+def build_population_model(architecture, input_shape, num_classes, population_size, *, seed=None):
+    """A model mapping `(batch, *input_shape)` to probabilities `(batch, population, classes)`.
+
+    `architecture` is a name in `tfrobust.models.ARCHITECTURES`; member m has
+    the layout of `models.build_model(architecture, ...)`, and
+    `member_weights` / `set_member_weights` convert between the two.
+    """
+    specs = models.architecture(architecture)
+    inputs = keras.Input(tuple(input_shape))
+    x = inputs
+    shared = True  # no population axis until the first layer with weights
+    for index, spec in enumerate(specs):
+        layer_seed = None if seed is None else seed + index
+        kind = spec[0]
+        if kind == "flatten":
+            x = keras.layers.Flatten()(x) if shared else PopulationFlatten()(x)
+        elif kind == "dense":
+            x = PopulationDense(population_size, spec[1] or num_classes, spec[2], seed=layer_seed)(x)
+            shared = False
+        elif kind == "conv":
+            x = PopulationConv2D(population_size, spec[1], spec[2], spec[3], seed=layer_seed)(x)
+            shared = False
+        elif kind == "maxpool":
+            x = keras.layers.MaxPooling2D(spec[1])(x) if shared else PopulationMaxPool2D(spec[1])(x)
+    outputs = keras.layers.Activation("softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=f"population_{architecture}")
+
+
+def member_weights(population_model, member):
+    """Member `member`'s weights, in the order `models.build_model(...).get_weights()` uses."""
+    return [np.asarray(w)[member] for w in population_model.get_weights()]
+
+
+def set_member_weights(population_model, member, weights):
+    """Overwrites member `member` with a single model's weights (same order as above)."""
+    stacked = population_model.get_weights()
+    for value, new in zip(stacked, weights):
+        value[member] = new
+    population_model.set_weights(stacked)
+
+
+def broadcast_member(population_model, weights):
+    """Sets every member to the same single-model weights (shared initialisation)."""
+    population_size = population_model.output.shape[1]
+    population_model.set_weights([np.stack([w] * population_size) for w in weights])

@@ -1,0 +1,256 @@
+"""Fitness evaluation of a CMA-ES generation: evaluators and executors.
+
+An *evaluator* turns a generation (a `(population, n_coefficients)` matrix
+and its task instances) into jobs; an *executor* runs the jobs (inline, in
+worker processes, or on a Ray cluster). Two evaluators:
+
+  vectorized     one job per task: the whole generation trains at once as a
+                 population model (`tfrobust.population`). The default.
+  per_candidate  one job per (task, candidate): one `model.fit` each. The
+                 reference path, and the fallback for architectures that
+                 have no population version.
+
+A job returns per-member accuracies and finiteness flags; a job whose worker
+dies is retried once, then its candidates are scored as failed.
+"""
+
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import os
+import time
+
+import numpy as np
+
+STATUS_OK = "ok"
+STATUS_NONFINITE = "nonfinite"
+STATUS_FAILED = "failed"
+
+EVALUATORS = ("auto", "vectorized", "per_candidate")
+EXECUTORS = ("inline", "processes", "ray")
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Train `coefficients` rows on one task instance; `members` are their row indices."""
+
+    instance: object
+    coefficients: np.ndarray
+    members: tuple
+    vectorized: bool
+    fitness_split: str = "clean"
+    strategy: str = "off"
+
+
+@dataclasses.dataclass
+class CandidateResult:
+    coefficients: list
+    accuracies: dict  # task instance key -> accuracy
+    fitness: float
+    status: str
+    seconds: float
+
+
+def run_job(job):
+    """Executes one job in the current process: returns `(accuracies, finite, seconds)`."""
+    from tfrobust.search import training
+
+    start = time.perf_counter()
+    data = training.prepare_task(job.instance, job.fitness_split)
+    if job.vectorized:
+        accuracies, finite = training.train_population(data, job.coefficients, strategy=job.strategy)
+    else:
+        results = [training.train_single(data, row, strategy=job.strategy) for row in job.coefficients]
+        accuracies = np.array([r[0] for r in results])
+        finite = np.array([r[1] for r in results])
+    return np.asarray(accuracies, dtype=float), np.asarray(finite, dtype=bool), time.perf_counter() - start
+
+
+class InlineExecutor:
+    """Runs jobs one after another in this process."""
+
+    name = "inline"
+
+    def __init__(self, function=run_job):
+        self.function = function
+
+    def map(self, jobs):
+        return [self._guarded(job) for job in jobs]
+
+    def _guarded(self, job):
+        try:
+            return self.function(job)
+        except Exception as error:  # a candidate must not stop the search
+            return error
+
+    def close(self):
+        pass
+
+
+def _worker_initializer():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class ProcessExecutor:
+    """Runs jobs in spawned worker processes (TensorFlow and fork do not mix).
+
+    A worker that dies breaks the pool: the pool is replaced and the jobs
+    that had not finished are retried once; a job that fails twice is
+    reported as failed.
+    """
+
+    name = "processes"
+
+    def __init__(self, num_workers=2, function=run_job):
+        self.num_workers = num_workers
+        self.function = function
+        self._pool = None
+
+    def _new_pool(self):
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.num_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_initializer,
+        )
+
+    def map(self, jobs):
+        results = [None] * len(jobs)
+        attempts = [0] * len(jobs)
+        pending = list(range(len(jobs)))
+        while pending:
+            if self._pool is None:
+                self._pool = self._new_pool()
+            futures = {self._pool.submit(self.function, jobs[i]): i for i in pending}
+            pending = []
+            broken = False
+            for future in concurrent.futures.as_completed(futures):
+                index = futures[future]
+                try:
+                    results[index] = future.result()
+                except concurrent.futures.process.BrokenProcessPool as error:
+                    broken = True
+                    attempts[index] += 1
+                    if attempts[index] > 1:
+                        results[index] = RuntimeError(f"worker died twice: {error}")
+                    else:
+                        pending.append(index)
+                except Exception as error:
+                    results[index] = error
+            if broken:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+        return results
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+class RayExecutor:
+    """Runs jobs as Ray tasks: a local Ray instance, or the cluster at `address`.
+
+    Ray re-runs a task whose worker died (`max_retries=1`); a task that still
+    fails is reported as failed.
+    """
+
+    name = "ray"
+
+    def __init__(self, address=None, num_cpus=None, function=run_job):
+        try:
+            import ray
+        except ImportError:
+            raise ImportError(
+                "--executor=ray needs Ray: pip install 'tfrobust[ray]' (or pip install ray)."
+            ) from None
+        self._ray = ray
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        self._remote = ray.remote(max_retries=1, num_cpus=1)(function)
+
+    def map(self, jobs):
+        references = [self._remote.remote(job) for job in jobs]
+        results = []
+        for reference in references:
+            try:
+                results.append(self._ray.get(reference))
+            except Exception as error:
+                results.append(error)
+        return results
+
+    def close(self):
+        pass
+
+
+def make_executor(name, *, num_workers=2, ray_address=None, function=run_job):
+    if name == "inline":
+        return InlineExecutor(function)
+    if name == "processes":
+        return ProcessExecutor(num_workers, function)
+    if name == "ray":
+        return RayExecutor(ray_address, function=function)
+    raise ValueError(f"Unknown executor {name!r}; choose one of {list(EXECUTORS)}.")
+
+
+def supports_vectorized(architecture):
+    """Whether `tfrobust.population` has a population version of every layer of `architecture`."""
+    from tfrobust import models
+
+    return all(spec[0] in ("flatten", "dense", "conv", "maxpool") for spec in models.architecture(architecture))
+
+
+def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", fitness_split="clean", strategy="off"):
+    """Scores every row of `coefficients` on every task instance.
+
+    Returns `(results, modes)`: one `CandidateResult` per row, and for each
+    task the evaluator that ran it ("vectorized" or "per_candidate").
+    """
+    coefficients = np.asarray(coefficients, dtype="float64")
+    population_size = len(coefficients)
+    jobs, modes = [], {}
+    for instance in instances:
+        vectorized = evaluator == "vectorized" or (
+            evaluator == "auto" and supports_vectorized(instance.task.architecture)
+        )
+        if evaluator == "vectorized" and not supports_vectorized(instance.task.architecture):
+            raise ValueError(f"Architecture {instance.task.architecture!r} has no population version.")
+        modes[instance.key] = "vectorized" if vectorized else "per_candidate"
+        if vectorized:
+            jobs.append(Job(instance, coefficients, tuple(range(population_size)), True, fitness_split, strategy))
+        else:
+            for member in range(population_size):
+                jobs.append(Job(instance, coefficients[member : member + 1], (member,), False, fitness_split, strategy))
+    outputs = executor.map(jobs)
+
+    accuracies = np.full((population_size, len(instances)), np.nan)
+    status = np.full(population_size, STATUS_OK, dtype=object)
+    seconds = np.zeros(population_size)
+    column = {instance.key: k for k, instance in enumerate(instances)}
+    for job, output in zip(jobs, outputs):
+        members = list(job.members)
+        if isinstance(output, BaseException):
+            accuracies[members, column[job.instance.key]] = 0.0
+            status[members] = STATUS_FAILED
+            continue
+        job_accuracies, finite, job_seconds = output
+        accuracies[members, column[job.instance.key]] = job_accuracies
+        for member, ok in zip(members, finite):
+            if not ok and status[member] == STATUS_OK:
+                status[member] = STATUS_NONFINITE
+        seconds[members] += job_seconds / len(members)
+    results = []
+    for member in range(population_size):
+        fitness = 0.0 if status[member] != STATUS_OK else float(np.mean(accuracies[member]))
+        results.append(
+            CandidateResult(
+                coefficients=coefficients[member].tolist(),
+                accuracies={inst.key: float(accuracies[member, k]) for k, inst in enumerate(instances)},
+                fitness=fitness,
+                status=str(status[member]),
+                seconds=float(seconds[member]),
+            )
+        )
+    return results, modes
