@@ -1,0 +1,594 @@
+"""Label-noise injection: symmetric, pair-flip, transition matrix, instance-dependent.
+
+Everything here works on numpy arrays and is seeded: the same labels, rate and
+seed give the same noisy labels on every machine. Each generator returns a
+`NoisyLabels` record that keeps the clean labels, which examples changed and
+the transition matrix that was really realised, next to the noisy labels.
+
+How labels are drawn
+--------------------
+Every generator draws each example's noisy label independently from a row of
+probabilities (`from_transition_matrix` and its special cases `symmetric` and
+`pair_flip` use row `T[clean]` of the transition matrix; `instance_dependent`
+builds one row per example). The number of corrupted examples is therefore
+binomial around `noise_rate * n`, not exactly `round(noise_rate * n)`, and
+the realised transition matrix differs from the requested one by sampling
+error (standard deviation `sqrt(p (1 - p) / n_i)` for a cell with
+probability `p` in a class with `n_i` examples). This is what a transition
+matrix means, it keeps a single code path for all generators, and it lets
+`tf_noise_fn` reproduce the same distribution inside `tf.data`. Read the
+realised figures from `NoisyLabels.realised_rate` and
+`NoisyLabels.transition_matrix` when reporting results.
+
+Noise rates
+-----------
+A noise rate is the probability that an example's label CHANGES. For
+symmetric noise the new label is uniform over the other C - 1 classes. Some
+papers and code bases instead "resample" the label uniformly over all C
+classes with probability r', which keeps the true label with probability
+1/C; their r' corresponds to our rate r = r' (C - 1) / C, that is
+r' = r C / (C - 1).
+"""
+
+import dataclasses
+import json
+import math
+import numbers
+import os
+
+import numpy as np
+
+# Tolerance on the row sums of a transition matrix.
+ROW_SUM_TOLERANCE = 1e-6
+
+# Standard deviation of the per-example flip rate of `instance_dependent`
+# (Xia et al., NeurIPS 2020, use 0.1 in all their experiments).
+INSTANCE_FLIP_RATE_STD = 0.1
+
+# Asymmetric CIFAR-10 noise of Patrini et al. (CVPR 2017): truck -> automobile,
+# bird -> airplane, deer -> horse, cat <-> dog. Pass it as `mapping` to
+# `pair_flip` with the CIFAR-10 class order of TFDS and Keras.
+CIFAR10_ASYMMETRIC_MAPPING = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+
+NOISE_KINDS = ("none", "symmetric", "pairflip", "instance", "matrix")
+
+MATRIX_FILE_EXTENSIONS = (".npy", ".csv", ".json")
+
+_VALID_SPECS = (
+    "'none', 'symmetric:RATE', 'pairflip:RATE', 'instance:RATE' or "
+    "'matrix:PATH' (RATE a number in [0, 1); PATH a .npy, .csv or .json file "
+    "holding a C x C transition matrix)"
+)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class NoisyLabels:
+    """Noisy labels together with the clean ones and what the noise really did.
+
+    Attributes:
+        labels: noisy labels, int64, shape `(n,)`.
+        clean_labels: the labels before corruption, int64, shape `(n,)`.
+        is_corrupted: bool `(n,)`, `labels != clean_labels`.
+        transition_matrix: the realised `(C, C)` matrix: row `i` is the
+            empirical distribution of the noisy label over the examples whose
+            clean label is `i` (the identity row for classes with no example).
+        num_classes: C.
+    """
+
+    labels: np.ndarray
+    clean_labels: np.ndarray
+    is_corrupted: np.ndarray
+    transition_matrix: np.ndarray
+    num_classes: int
+
+    @property
+    def realised_rate(self) -> float:
+        """Fraction of examples whose label was changed (0.0 for no examples)."""
+        return float(self.is_corrupted.mean()) if self.is_corrupted.size else 0.0
+
+    def subset(self, indices) -> "NoisyLabels":
+        """The record of the examples at `indices`, its realised matrix
+        recomputed on them (e.g. the training part of a corrupted pool)."""
+        return _noisy_labels(self.clean_labels[indices], self.labels[indices], self.num_classes)
+
+
+def symmetric_transition_matrix(noise_rate, num_classes) -> np.ndarray:
+    """The symmetric-noise matrix `(1 - r) I + r / (C - 1)` off the diagonal.
+
+    `noise_rate` r is the probability that a label CHANGES; the new label is
+    uniform over the other C - 1 classes. To match papers that resample the
+    label uniformly over all C classes with probability r', use
+    r = r' (C - 1) / C (see the module docstring).
+
+    Raises:
+        ValueError: if `num_classes < 2`, or `noise_rate` is not in
+            [0, (C - 1) / C): at r = (C - 1) / C every noisy label is uniform
+            whatever the true class, and above it a wrong class is more likely
+            than the true one.
+    """
+    num_classes = _check_num_classes(num_classes)
+    limit = (num_classes - 1) / num_classes
+    noise_rate = _check_rate(
+        noise_rate,
+        upper=limit,
+        why=(
+            f"with {num_classes} classes, symmetric noise at rate >= (C - 1) / C = "
+            f"{limit:.4g} makes a wrong label at least as likely as the true one"
+        ),
+    )
+    matrix = np.full((num_classes, num_classes), noise_rate / (num_classes - 1))
+    np.fill_diagonal(matrix, 1.0 - noise_rate)
+    return matrix
+
+
+def pair_flip_transition_matrix(noise_rate, num_classes, mapping=None) -> np.ndarray:
+    """The pair-flip matrix: class `s` keeps its label with probability 1 - r
+    and becomes `mapping[s]` with probability r.
+
+    The default mapping is `c -> (c + 1) mod C` for every class (the "pair
+    flip" of Han et al., Co-teaching, NeurIPS 2018). A dict `{source: target}`
+    gives dataset-specific asymmetric noise (e.g. `CIFAR10_ASYMMETRIC_MAPPING`);
+    classes that are not keys of the dict stay clean.
+
+    Raises:
+        ValueError: if `noise_rate` is not in [0, 0.5) (at 0.5 a source class
+            is labelled as its target as often as as itself, so the two
+            cannot be told apart), or `mapping` names classes outside
+            [0, C) or maps a class to itself.
+    """
+    num_classes = _check_num_classes(num_classes)
+    noise_rate = _check_rate(
+        noise_rate,
+        upper=0.5,
+        why="at rate >= 0.5 a flipped class is labelled as its target at least as often as as itself",
+    )
+    mapping = _check_mapping(mapping, num_classes)
+    matrix = np.eye(num_classes)
+    for source, target in mapping.items():
+        matrix[source, source] = 1.0 - noise_rate
+        matrix[source, target] = noise_rate
+    return matrix
+
+
+def symmetric(labels, noise_rate, num_classes=None, *, seed) -> NoisyLabels:
+    """Symmetric noise: each label changes with probability `noise_rate`, to a
+    class drawn uniformly from the other C - 1 (see
+    `symmetric_transition_matrix` for the rate convention).
+
+    `num_classes` defaults to `max(labels) + 1`. Labels are drawn per example
+    from the transition matrix, so the realised rate is binomial around
+    `noise_rate` (see the module docstring).
+    """
+    labels, num_classes = _check_labels(labels, num_classes)
+    matrix = symmetric_transition_matrix(noise_rate, num_classes)
+    return from_transition_matrix(labels, matrix, seed=seed)
+
+
+def pair_flip(labels, noise_rate, num_classes=None, *, mapping=None, seed) -> NoisyLabels:
+    """Pair-flip (asymmetric) noise: see `pair_flip_transition_matrix`.
+
+    `num_classes` defaults to `max(labels) + 1`; give it explicitly when the
+    labels may miss the last classes (the default mapping depends on C).
+    """
+    labels, num_classes = _check_labels(labels, num_classes)
+    matrix = pair_flip_transition_matrix(noise_rate, num_classes, mapping)
+    return from_transition_matrix(labels, matrix, seed=seed)
+
+
+def from_transition_matrix(labels, transition_matrix, *, seed) -> NoisyLabels:
+    """Noisy labels drawn per example: `P(noisy = j | clean = i) = T[i, j]`.
+
+    Args:
+        labels: integer class indices, shape `(n,)` (or `(n, 1)`).
+        transition_matrix: `(C, C)`, non-negative, rows summing to 1.
+        seed: non-negative int; the same seed gives the same noisy labels.
+
+    Raises:
+        ValueError: for a malformed matrix or labels outside [0, C).
+    """
+    matrix = check_transition_matrix(transition_matrix)
+    labels, num_classes = _check_labels(labels, matrix.shape[0])
+    rng = _rng(seed)
+    noisy = _sample_rows(matrix[labels], rng)
+    return _noisy_labels(labels, noisy, num_classes)
+
+
+def instance_dependent(labels, features, noise_rate, num_classes=None, *, seed) -> NoisyLabels:
+    """Instance-dependent noise, the generator of Xia et al. (NeurIPS 2020).
+
+    Xia, Liu, Han, Wang, Gong, Liu, Niu, Tao and Sugiyama, "Part-dependent
+    label noise: towards instance-dependent label noise", NeurIPS 2020
+    (Algorithm 2, the instance-dependent generator also used in their code
+    and in later work):
+
+    1. For every example draw a flip rate `q_n` from the normal distribution
+       N(noise_rate, 0.1^2) truncated to [0, 1].
+    2. Draw one projection `W_c` of shape `(d, C)` per class `c`, with
+       standard-normal entries.
+    3. For example n with flattened features `x_n` (length d) and clean label
+       `y_n`, compute the scores `p = x_n W_{y_n}`, set `p[y_n] = -inf` and
+       take the softmax, so that the true class gets probability 0.
+    4. The example's row is `q_n * softmax(p)` plus `1 - q_n` on its true
+       class; the noisy label is drawn from that row.
+
+    The per-example flip probability is `q_n`, so the expected rate is the
+    mean of the truncated normal: `noise_rate` within 0.001 for rates in
+    [0.3, 0.7], but pulled towards 0.5 near the ends (0.1 -> 0.129,
+    0.2 -> 0.206, 0.8 -> 0.794, 0.9 -> 0.871). `noise_rate=0` is taken to
+    mean clean labels (q_n = 0), where the reference generator would still
+    flip about 8% of the labels. Where a wrong label goes depends on the
+    features: examples of one class with different features flip towards
+    different classes.
+    The scale of the features sets how peaked the softmax is; Xia et al. use
+    images normalised per channel, as the network sees them.
+
+    Args:
+        labels: integer class indices, shape `(n,)`.
+        features: array with `n` rows (any trailing shape; flattened).
+        noise_rate: mean flip rate, in [0, 1).
+        num_classes: defaults to `max(labels) + 1`; at least 2.
+        seed: non-negative int.
+    """
+    labels, num_classes = _check_labels(labels, num_classes)
+    _check_num_classes(num_classes)
+    noise_rate = _check_rate(noise_rate)
+    features = _check_features(features, len(labels))
+    rng = _rng(seed)
+
+    if noise_rate == 0.0:
+        return _noisy_labels(labels, labels.copy(), num_classes)
+    flip_rates = _truncated_normal(noise_rate, INSTANCE_FLIP_RATE_STD, len(labels), rng)
+    projections = rng.standard_normal((num_classes, features.shape[1], num_classes))
+    scores = np.empty((len(labels), num_classes))
+    for label in range(num_classes):
+        of_class = labels == label
+        scores[of_class] = features[of_class] @ projections[label]
+    rows = np.arange(len(labels))
+    scores[rows, labels] = -np.inf
+    scores -= scores.max(axis=1, keepdims=True)
+    wrong_class = np.exp(scores)
+    wrong_class /= wrong_class.sum(axis=1, keepdims=True)
+    probabilities = flip_rates[:, None] * wrong_class
+    probabilities[rows, labels] += 1.0 - flip_rates
+    noisy = _sample_rows(probabilities, rng)
+    return _noisy_labels(labels, noisy, num_classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseSpec:
+    """A kind of label noise as written in a CLI flag (see `parse_noise_spec`).
+
+    Attributes:
+        kind: one of "none", "symmetric", "pairflip", "instance", "matrix".
+        rate: the noise rate (0.0 for "none" and "matrix").
+        matrix_path: the transition-matrix file for "matrix", else None.
+    """
+
+    kind: str
+    rate: float = 0.0
+    matrix_path: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in NOISE_KINDS:
+            raise ValueError(f"Unknown noise kind {self.kind!r}; valid noise specs are {_VALID_SPECS}.")
+        if self.kind in ("none", "matrix"):
+            if self.rate != 0.0:
+                raise ValueError(f"Noise kind {self.kind!r} takes no rate; got rate={self.rate!r}.")
+        else:
+            upper = 0.5 if self.kind == "pairflip" else 1.0
+            object.__setattr__(self, "rate", _check_rate(self.rate, upper=upper))
+        if self.kind == "matrix":
+            _check_matrix_path(self.matrix_path)
+        elif self.matrix_path is not None:
+            raise ValueError(f"Only noise kind 'matrix' takes a matrix_path; got kind {self.kind!r}.")
+
+    def apply(self, labels, num_classes, *, seed, features=None) -> NoisyLabels:
+        """Corrupts `labels` (classes in [0, num_classes)); `features` only for "instance"."""
+        if self.kind == "instance":
+            return instance_dependent(labels, features, self.rate, num_classes, seed=seed)
+        if self.kind == "symmetric":
+            return symmetric(labels, self.rate, num_classes, seed=seed)
+        if self.kind == "pairflip":
+            return pair_flip(labels, self.rate, num_classes, seed=seed)
+        if self.kind == "matrix":
+            matrix = load_transition_matrix(self.matrix_path)
+            if matrix.shape[0] != num_classes:
+                raise ValueError(
+                    f"The transition matrix in {self.matrix_path} is {matrix.shape[0]} x "
+                    f"{matrix.shape[0]}, but the labels have {num_classes} classes."
+                )
+            return from_transition_matrix(labels, matrix, seed=seed)
+        labels, num_classes = _check_labels(labels, num_classes)
+        return _noisy_labels(labels, labels.copy(), num_classes)
+
+    def __str__(self):
+        if self.kind == "none":
+            return "none"
+        if self.kind == "matrix":
+            return f"matrix:{self.matrix_path}"
+        return f"{self.kind}:{self.rate!r}"
+
+
+def parse_noise_spec(spec) -> NoiseSpec:
+    """Parses "none", "symmetric:0.4", "pairflip:0.2", "instance:0.4" or
+    "matrix:/path/to/T.npy" (also .csv, .json) into a `NoiseSpec`.
+
+    `str(spec)` parses back to an equal spec. A `NoiseSpec` is returned as it
+    is. The matrix file is read when the spec is applied, not here.
+
+    Raises:
+        ValueError: naming the valid forms, for anything else.
+    """
+    if isinstance(spec, NoiseSpec):
+        return spec
+    if not isinstance(spec, str):
+        raise ValueError(f"A noise spec is a string, one of {_VALID_SPECS}; got {spec!r}.")
+    kind, separator, argument = spec.strip().partition(":")
+    kind = kind.strip().lower()
+    if kind == "none" and not separator:
+        return NoiseSpec("none")
+    if kind == "matrix" and argument.strip():
+        return NoiseSpec("matrix", matrix_path=argument.strip())
+    if kind in ("symmetric", "pairflip", "instance") and separator:
+        try:
+            rate = float(argument)
+        except ValueError:
+            raise ValueError(
+                f"Noise spec {spec!r}: {argument.strip()!r} is not a number; "
+                f"valid noise specs are {_VALID_SPECS}."
+            ) from None
+        return NoiseSpec(kind, rate)
+    raise ValueError(f"Cannot parse noise spec {spec!r}; valid noise specs are {_VALID_SPECS}.")
+
+
+def load_transition_matrix(path) -> np.ndarray:
+    """Reads and checks a `(C, C)` transition matrix from a .npy, .csv
+    (comma-separated rows) or .json (a list of rows) file."""
+    path = _check_matrix_path(os.fspath(path))
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Transition-matrix file {path} does not exist.")
+    extension = os.path.splitext(path)[1].lower()
+    if extension == ".npy":
+        matrix = np.load(path, allow_pickle=False)
+    elif extension == ".csv":
+        matrix = np.loadtxt(path, delimiter=",", ndmin=2)
+    else:
+        with open(path) as file:
+            matrix = json.load(file)
+    return check_transition_matrix(matrix, source=path)
+
+
+def check_transition_matrix(transition_matrix, *, source="The transition matrix") -> np.ndarray:
+    """Returns the matrix as float64 after checking that it is a square
+    `(C, C)` array (C >= 1) of finite non-negative numbers whose rows sum to 1
+    within `ROW_SUM_TOLERANCE`; raises ValueError saying what is wrong."""
+    try:
+        matrix = np.asarray(transition_matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source} must be a (C, C) array of numbers; got {transition_matrix!r}.") from None
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
+        raise ValueError(
+            f"{source} must be square, (C, C) with C >= 1 (row i: clean class i, column j: "
+            f"noisy class j); got shape {matrix.shape}."
+        )
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError(f"{source} has non-finite entries (NaN or inf).")
+    if np.any(matrix < 0):
+        row, column = np.argwhere(matrix < 0)[0]
+        raise ValueError(
+            f"{source} has negative probabilities, e.g. T[{row}, {column}] = "
+            f"{float(matrix[row, column]):.10g}; all entries must be >= 0."
+        )
+    row_sums = matrix.sum(axis=1)
+    bad_rows = np.flatnonzero(np.abs(row_sums - 1.0) > ROW_SUM_TOLERANCE)
+    if bad_rows.size:
+        row = bad_rows[0]
+        raise ValueError(
+            f"{source}: row {row} sums to {float(row_sums[row]):.10g}, not 1 "
+            f"(tolerance {ROW_SUM_TOLERANCE}); rows {bad_rows.tolist()} are off. Row i must be the "
+            "distribution of the noisy label given clean class i: normalise the rows."
+        )
+    return matrix
+
+
+def tf_noise_fn(transition_matrix, *, seed):
+    """Returns `noisy_label(index, label)` for use inside `tf.data.Dataset.map`.
+
+    The noisy label of an example is drawn from row `T[label]` by
+    `tf.random.stateless_categorical` with the seed `(seed, index)`, so it
+    depends only on the seed and the example's index: it is the same in every
+    epoch, on every worker and whatever the order or sharding of the
+    pipeline. (It is not the same draw as `from_transition_matrix` with the
+    same seed, which uses numpy's generator.) The function takes one example
+    (scalar index and label, so map before batching) and returns the label in
+    the dtype it came in. Example:
+
+        noisy_label = tf_noise_fn(symmetric_transition_matrix(0.4, 10), seed=0)
+        dataset = dataset.enumerate().map(
+            lambda index, example: (example[0], noisy_label(index, example[1])))
+    """
+    import tensorflow as tf  # noqa: PLC0415  (only this function needs TensorFlow)
+
+    matrix = check_transition_matrix(transition_matrix)
+    seed = _check_seed(seed)
+    num_classes = matrix.shape[0]
+    with np.errstate(divide="ignore"):
+        log_matrix = tf.constant(np.log(matrix), tf.float32)  # log 0 = -inf: never drawn
+    message = f"tf_noise_fn: labels must lie in [0, {num_classes}) for a {num_classes}-class matrix."
+
+    def noisy_label(index, label):
+        label = tf.convert_to_tensor(label)
+        class_index = tf.cast(label, tf.int64)
+        checks = [
+            tf.debugging.assert_non_negative(class_index, message=message),
+            tf.debugging.assert_less(class_index, tf.constant(num_classes, tf.int64), message=message),
+        ]
+        with tf.control_dependencies(checks):
+            logits = tf.gather(log_matrix, class_index)[tf.newaxis]
+        example_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
+        draw = tf.random.stateless_categorical(logits, 1, seed=example_seed, dtype=tf.int64)
+        return tf.cast(draw[0, 0], label.dtype)
+
+    return noisy_label
+
+
+def _noisy_labels(clean, noisy, num_classes):
+    noisy = noisy.astype(np.int64)
+    counts = np.bincount(clean * num_classes + noisy, minlength=num_classes**2)
+    counts = counts.reshape(num_classes, num_classes).astype(np.float64)
+    class_sizes = counts.sum(axis=1, keepdims=True)
+    realised = np.where(class_sizes > 0, counts / np.maximum(class_sizes, 1), np.eye(num_classes))
+    return NoisyLabels(
+        labels=noisy,
+        clean_labels=clean,
+        is_corrupted=noisy != clean,
+        transition_matrix=realised,
+        num_classes=num_classes,
+    )
+
+
+def _sample_rows(probabilities, rng):
+    """One draw per row of `probabilities` (n, C) by inverting the cumulative sum.
+
+    Normalising by the last cumulative value makes it exactly 1, so a draw
+    never runs past the last class and a zero-probability class (an empty
+    interval) is never drawn.
+    """
+    cumulative = np.cumsum(probabilities, axis=1)
+    cumulative /= cumulative[:, -1:]
+    uniforms = rng.random(len(probabilities))
+    return (cumulative <= uniforms[:, None]).sum(axis=1)
+
+
+def _truncated_normal(mean, std, size, rng):
+    """Draws from N(mean, std^2) truncated to [0, 1], by rejection."""
+    values = rng.normal(mean, std, size)
+    outside = (values < 0) | (values > 1)
+    while outside.any():
+        values[outside] = rng.normal(mean, std, outside.sum())
+        outside = (values < 0) | (values > 1)
+    return values
+
+
+def _check_labels(labels, num_classes):
+    array = np.asarray(labels)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(
+            f"Labels must be integer class indices of shape (n,) or (n, 1); got shape {array.shape}. "
+            "Convert one-hot labels with argmax first."
+        )
+    if array.dtype == bool or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise ValueError(f"Labels must be integer class indices; got dtype {array.dtype}.")
+    if np.issubdtype(array.dtype, np.floating):
+        fractional = ~np.isfinite(array) | (array != np.round(array))
+        if fractional.any():
+            raise ValueError(
+                "Labels must be integer class indices; got non-integer values such as "
+                f"{float(array[fractional][0]):.10g} (at index {np.flatnonzero(fractional)[0]})."
+            )
+    array = array.astype(np.int64)
+    if num_classes is None:
+        if array.size == 0:
+            raise ValueError("num_classes cannot be inferred from empty labels; pass num_classes.")
+        num_classes = int(array.max()) + 1
+    num_classes = _check_num_classes(num_classes, minimum=1)
+    out_of_range = (array < 0) | (array >= num_classes)
+    if out_of_range.any():
+        raise ValueError(
+            f"Labels must lie in [0, {num_classes}) for {num_classes} classes; got "
+            f"{array[out_of_range][0]} at index {np.flatnonzero(out_of_range)[0]}."
+        )
+    return array, num_classes
+
+
+def _check_num_classes(num_classes, minimum=2):
+    if not _is_integer(num_classes) or num_classes < minimum:
+        raise ValueError(f"num_classes must be an integer >= {minimum}; got {num_classes!r}.")
+    return int(num_classes)
+
+
+def _check_rate(noise_rate, upper=1.0, why=None):
+    if (
+        isinstance(noise_rate, bool)
+        or not isinstance(noise_rate, numbers.Real)
+        or not math.isfinite(noise_rate)
+        or not 0.0 <= noise_rate < upper
+    ):
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"noise_rate must be a number in [0, {upper:.4g}){reason}; got {noise_rate!r}.")
+    return float(noise_rate)
+
+
+def _check_mapping(mapping, num_classes):
+    if mapping is None:
+        return {source: (source + 1) % num_classes for source in range(num_classes)}
+    if not isinstance(mapping, dict):
+        raise ValueError(f"mapping must be a dict {{source_class: target_class}}; got {mapping!r}.")
+    checked = {}
+    for source, target in mapping.items():
+        for value in (source, target):
+            if not _is_integer(value) or not 0 <= value < num_classes:
+                raise ValueError(
+                    f"mapping entry {source!r}: {target!r} names a class outside [0, {num_classes}); "
+                    "keys and values must be class indices."
+                )
+        if source == target:
+            raise ValueError(
+                f"mapping maps class {source} to itself; leave clean classes out of the mapping."
+            )
+        checked[int(source)] = int(target)
+    return checked
+
+
+def _check_features(features, num_examples):
+    if features is None:
+        raise ValueError(
+            "Instance-dependent noise needs the features of the examples (an array with one row "
+            "per label); got features=None."
+        )
+    array = np.asarray(features)
+    # float32 stays float32: a large image set would double in float64.
+    if not np.issubdtype(array.dtype, np.floating):
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Features for instance-dependent noise must be numeric; got dtype {array.dtype}."
+            ) from None
+    if array.ndim == 0 or len(array) != num_examples:
+        raise ValueError(
+            f"Features must have one row per label: {num_examples} labels but features of "
+            f"shape {array.shape}."
+        )
+    array = array.reshape(num_examples, -1)
+    if not np.all(np.isfinite(array)):
+        raise ValueError("Features for instance-dependent noise contain NaN or inf.")
+    return array
+
+
+def _check_seed(seed):
+    if not _is_integer(seed) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a non-negative integer (below 2**63); got {seed!r}.")
+    return int(seed)
+
+
+def _is_integer(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _rng(seed):
+    return np.random.default_rng(_check_seed(seed))
+
+
+def _check_matrix_path(path):
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"Noise kind 'matrix' needs the path of a matrix file; got {path!r}.")
+    if os.path.splitext(path)[1].lower() not in MATRIX_FILE_EXTENSIONS:
+        raise ValueError(
+            f"Transition-matrix file {path!r} must end in one of {', '.join(MATRIX_FILE_EXTENSIONS)}."
+        )
+    return path
