@@ -62,7 +62,7 @@ class PopulationConv2D(keras.layers.Layer):
     Input `(batch, H, W, C)` (shared) or `(batch, H, W, population, C)`;
     output `(batch, H, W, population, filters)`. A shared input is convolved
     once with all members' filters concatenated; a per-member input is
-    unfolded into k x k patches and contracted with an `einsum`.
+    gathered into k x k patches and contracted with an `einsum`.
     """
 
     def __init__(self, population_size, filters, kernel_size, activation=None, seed=None, **kwargs):
@@ -93,9 +93,14 @@ class PopulationConv2D(keras.layers.Layer):
             outputs = ops.reshape(outputs, (-1,) + tuple(outputs.shape[1:3]) + (p, f))
         else:
             height, width, _, channels = inputs.shape[1:]
-            merged = ops.reshape(inputs, (-1, height, width, p * channels))
-            patches = ops.image.extract_patches(merged, (k, k), strides=(1, 1), padding="same")
-            patches = ops.reshape(patches, (-1, height, width, k * k, p, channels))
+            # Patches from shifted slices of the zero-padded input. (TensorFlow's
+            # extract_patches gradient mixes channels, so one member's NaN would
+            # poison the others; slicing keeps the members' gradients apart.)
+            before, after = (k - 1) // 2, k // 2
+            padded = ops.pad(inputs, ((0, 0), (before, after), (before, after), (0, 0), (0, 0)))
+            patches = ops.stack(
+                [padded[:, i : i + height, j : j + width] for i in range(k) for j in range(k)], axis=3
+            )
             kernel = ops.reshape(self.kernel, (p, k * k, channels, f))
             outputs = ops.einsum("bhwkpc,pkcf->bhwpf", patches, kernel)
         return self.activation(outputs + self.bias)

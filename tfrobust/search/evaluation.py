@@ -49,6 +49,7 @@ class CandidateResult:
     fitness: float
     status: str
     seconds: float
+    error: str = ""
 
 
 def run_job(job):
@@ -95,8 +96,8 @@ class ProcessExecutor:
     """Runs jobs in spawned worker processes (TensorFlow and fork do not mix).
 
     A worker that dies breaks the pool: the pool is replaced and the jobs
-    that had not finished are retried once; a job that fails twice is
-    reported as failed.
+    that had not finished are retried once, each on its own; a job whose
+    worker dies again is reported as failed.
     """
 
     name = "processes"
@@ -115,31 +116,35 @@ class ProcessExecutor:
 
     def map(self, jobs):
         results = [None] * len(jobs)
-        attempts = [0] * len(jobs)
-        pending = list(range(len(jobs)))
-        while pending:
-            if self._pool is None:
-                self._pool = self._new_pool()
-            futures = {self._pool.submit(self.function, jobs[i]): i for i in pending}
-            pending = []
-            broken = False
-            for future in concurrent.futures.as_completed(futures):
-                index = futures[future]
-                try:
-                    results[index] = future.result()
-                except concurrent.futures.process.BrokenProcessPool as error:
-                    broken = True
-                    attempts[index] += 1
-                    if attempts[index] > 1:
-                        results[index] = RuntimeError(f"worker died twice: {error}")
-                    else:
-                        pending.append(index)
-                except Exception as error:
-                    results[index] = error
-            if broken:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+        retry = self._run_batch(jobs, range(len(jobs)), results)
+        # A broken pool fails every job in flight, not only the one whose
+        # worker died: retry those one at a time, so that a second death is
+        # pinned on the job that caused it.
+        for index in retry:
+            if self._run_batch(jobs, [index], results):
+                results[index] = RuntimeError(
+                    "worker died twice (the process was killed or crashed) while running this job"
+                )
         return results
+
+    def _run_batch(self, jobs, indices, results):
+        """Runs `indices` in the pool; returns those lost to a dead worker."""
+        if self._pool is None:
+            self._pool = self._new_pool()
+        futures = {self._pool.submit(self.function, jobs[i]): i for i in indices}
+        lost = []
+        for future in concurrent.futures.as_completed(futures):
+            index = futures[future]
+            try:
+                results[index] = future.result()
+            except concurrent.futures.process.BrokenProcessPool:
+                lost.append(index)
+            except Exception as error:
+                results[index] = error
+        if lost:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        return sorted(lost)
 
     def close(self):
         if self._pool is not None:
@@ -228,12 +233,15 @@ def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", 
     accuracies = np.full((population_size, len(instances)), np.nan)
     status = np.full(population_size, STATUS_OK, dtype=object)
     seconds = np.zeros(population_size)
+    errors = [""] * population_size
     column = {instance.key: k for k, instance in enumerate(instances)}
     for job, output in zip(jobs, outputs):
         members = list(job.members)
         if isinstance(output, BaseException):
             accuracies[members, column[job.instance.key]] = 0.0
             status[members] = STATUS_FAILED
+            for member in members:
+                errors[member] = f"{job.instance.key}: {type(output).__name__}: {output}"[:500]
             continue
         job_accuracies, finite, job_seconds = output
         accuracies[members, column[job.instance.key]] = job_accuracies
@@ -251,6 +259,7 @@ def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", 
                 fitness=fitness,
                 status=str(status[member]),
                 seconds=float(seconds[member]),
+                error=errors[member],
             )
         )
     return results, modes

@@ -245,6 +245,7 @@ def run_search(config, printer=print):
                         "generation": generation, "member": member, "coefficients": result.coefficients,
                         "accuracies": result.accuracies, "fitness": result.fitness,
                         "seconds": result.seconds, "status": result.status,
+                        **({"error": result.error} if result.error else {}),
                     }) + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())

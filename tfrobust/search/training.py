@@ -120,6 +120,9 @@ class PopulationTrainer:
     def __init__(self, task, input_shape, num_classes, population_size, order, *, strategy="off", jit_compile=True):
         self.task = task
         self.population_size = population_size
+        if strategy == "mirrored":
+            # XLA cannot compile a step whose variables live on several devices.
+            jit_compile = False
         with distribute.get_strategy(strategy).scope():
             self.model = population.build_population_model(
                 task.architecture, input_shape, num_classes, population_size
@@ -130,7 +133,9 @@ class PopulationTrainer:
                 optimizer=self.optimizer,
                 loss=self.loss,
                 jit_compile=jit_compile,
-                steps_per_execution=min(task.steps, 100),
+                # Several steps per call cut Python dispatch; Keras 3.15's multi-step
+                # loop fails under MirroredStrategy, which therefore runs one per call.
+                steps_per_execution=min(task.steps, 100) if strategy == "off" else 1,
             )
             self.optimizer.build(self.model.trainable_variables)
         self._initial_optimizer_state = [np.array(v) for v in self.optimizer.variables]
