@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.crash_jobs import square_or_crash
 from tfrobust.losses import TaylorLoss
 from tfrobust.search import evaluation, evolve, tasks
 
@@ -173,17 +174,6 @@ def test_mirrored_strategy_scores_like_one_device():
 
 
 # --- worker processes -------------------------------------------------------------------------
-
-def square_or_crash(job):
-    """Test job: (marker path or None, value). Dies (like a segfault) the first time it sees a marker."""
-    marker, value = job
-    if marker == "always":
-        os._exit(3)
-    if marker and not os.path.exists(marker):
-        open(marker, "w").close()
-        os._exit(3)
-    return value * value
-
 
 def test_process_executor_replaces_dead_workers(tmp_path):
     executor = evaluation.ProcessExecutor(num_workers=2, function=square_or_crash)

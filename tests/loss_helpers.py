@@ -110,3 +110,23 @@ def check_save_load(loss, tmp_path, num_classes=4):
     assert reloaded.loss.get_config() == loss.get_config()
     after = reloaded.evaluate(x, y, verbose=0)
     np.testing.assert_allclose(after, before, rtol=1e-6)
+
+
+def check_value(loss_class, kwargs, labels, probs, logits, expected, rtol=1e-5, atol=0.0):
+    """Per-example values equal `expected`, from probabilities and, with from_logits=True, from logits."""
+    for from_logits, y_pred in ((False, probs), (True, logits)):
+        loss = loss_class(from_logits=from_logits, reduction=None, **kwargs)
+        np.testing.assert_allclose(
+            np.asarray(loss(labels, y_pred)), expected, rtol=rtol, atol=atol, err_msg=f"from_logits={from_logits}"
+        )
+
+
+def check_standard(loss_class, kwargs, tmp_path, config_kwargs):
+    """All the checks above for one loss: `kwargs` for the behaviour checks, `config_kwargs`
+    (non-default values, ideally every argument) for the config round trip."""
+    check_config_round_trip(loss_class(**config_kwargs))
+    check_sparse_and_onehot_agree(loss_class(**kwargs))
+    check_sample_weight(loss_class, kwargs)
+    check_finite_at_edges(loss_class, kwargs)
+    check_mixed_precision(loss_class(**kwargs))
+    check_save_load(loss_class(**kwargs), tmp_path)

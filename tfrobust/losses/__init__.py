@@ -5,6 +5,36 @@ Every loss subclasses `keras.losses.Loss`, returns one value per example from
 serialisation under the package name "tfrobust".
 """
 
+from tfrobust.losses.active_passive import NCEandRCE
+from tfrobust.losses.active_passive import NormalizedCrossEntropy
+from tfrobust.losses.active_passive import ReverseCrossEntropy
+from tfrobust.losses.bitempered import BiTemperedLogisticLoss
+from tfrobust.losses.bootstrap import BootstrapHard
+from tfrobust.losses.bootstrap import BootstrapSoft
+from tfrobust.losses.correction import BackwardCorrection
+from tfrobust.losses.correction import ForwardCorrection
+from tfrobust.losses.focal import FocalLoss
+from tfrobust.losses.gce import GeneralizedCrossEntropy
+from tfrobust.losses.mae import MeanAbsoluteError
+from tfrobust.losses.poly import Poly1CrossEntropy
+from tfrobust.losses.sce import SymmetricCrossEntropy
 from tfrobust.losses.taylor import TaylorLoss
+from tfrobust.losses.taylor_ce import TaylorCrossEntropy
 
-__all__ = ["TaylorLoss"]
+__all__ = [
+    "BackwardCorrection",
+    "BiTemperedLogisticLoss",
+    "BootstrapHard",
+    "BootstrapSoft",
+    "FocalLoss",
+    "ForwardCorrection",
+    "GeneralizedCrossEntropy",
+    "MeanAbsoluteError",
+    "NCEandRCE",
+    "NormalizedCrossEntropy",
+    "Poly1CrossEntropy",
+    "ReverseCrossEntropy",
+    "SymmetricCrossEntropy",
+    "TaylorCrossEntropy",
+    "TaylorLoss",
+]

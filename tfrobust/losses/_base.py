@@ -10,6 +10,7 @@ base class applies `sample_weight` and the reduction.
 import inspect
 
 import keras
+import numpy as np
 from keras import ops
 
 # Smallest probability fed to a logarithm or a division. float32 resolves
@@ -111,6 +112,12 @@ class ClassificationLoss(keras.losses.Loss):
         self.from_logits = bool(from_logits)
 
     def call(self, y_true, y_pred):
+        # Keras's __call__ converts only the leaves of nested Python lists
+        # (`loss([1], [[0.2, 0.8]])`), so the lists are stacked here.
+        if not hasattr(y_pred, "shape"):
+            y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+        if not hasattr(y_true, "shape"):
+            y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
         targets = standardize_labels(y_true, y_pred)
         return self.compute(targets, y_pred)
 
@@ -125,3 +132,70 @@ class ClassificationLoss(keras.losses.Loss):
             value = getattr(self, parameter)
             config[parameter] = value.tolist() if hasattr(value, "tolist") else value
         return config
+
+
+# ---- shared pieces of the baseline losses ------------------------------------
+
+
+def true_class_probability(targets, probs):
+    """p_y = sum_c y_c p_c: the probability of the labelled class, one per example.
+
+    For soft label rows it is the label-weighted probability.
+    """
+    return ops.sum(targets * probs, axis=-1)
+
+
+def cross_entropy(targets, log_probs):
+    """-sum_c y_c log p_c, one value per example."""
+    return -ops.sum(targets * log_probs, axis=-1)
+
+
+def reverse_cross_entropy(targets, probs, log_zero):
+    """-sum_c p_c log y_c with log 0 := `log_zero`, one value per example.
+
+    Labels are clipped into [exp(log_zero), 1] before the logarithm, so a
+    one-hot label gives exactly -log_zero * (1 - p_y) and a soft label entry
+    below exp(log_zero) counts as a zero (as the reference code of Wang et
+    al. clamps the labels). No gradient flows through the labels.
+    """
+    floor = float(np.exp(log_zero))
+    return -ops.sum(probs * ops.log(ops.clip(targets, floor, 1.0)), axis=-1)
+
+
+def checked_number(owner, argument, value, minimum=None, maximum=None, open_minimum=False,
+                   open_maximum=False, hint=""):
+    """`value` as a float, or a `ValueError` naming the loss, the argument and its range.
+
+    `minimum` / `maximum` of `None` leave that side unbounded; `open_*` make
+    the bound exclusive. `hint` (a sentence) is appended to the message.
+    """
+    left = "(" if open_minimum or minimum is None else "["
+    right = ")" if open_maximum or maximum is None else "]"
+    low = "-inf" if minimum is None else f"{minimum:g}"
+    high = "inf" if maximum is None else f"{maximum:g}"
+    message = f"{owner} argument `{argument}` must be a finite number in {left}{low}, {high}{right}; got {value!r}."
+    if hint:
+        message = f"{message} {hint}"
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(message)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    too_low = minimum is not None and (number <= minimum if open_minimum else number < minimum)
+    too_high = maximum is not None and (number >= maximum if open_maximum else number > maximum)
+    if not np.isfinite(number) or too_low or too_high:
+        raise ValueError(message)
+    return number
+
+
+def checked_integer(owner, argument, value, minimum, maximum=None):
+    """`value` as an int in [minimum, maximum], or a `ValueError` saying what is allowed."""
+    high = "" if maximum is None else f", at most {maximum}"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{owner} argument `{argument}` must be an integer; got {value!r}.")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(
+            f"{owner} argument `{argument}` must be an integer of at least {minimum}{high}; got {value!r}."
+        )
+    return int(value)
