@@ -2,6 +2,11 @@
 
 STRATEGIES = ("off", "one_device", "mirrored")
 
+# One MirroredStrategy per device set and process: separate instances number
+# their collective ops independently, and two of them in one process collide
+# ("Shape mismatch in the collective instance ...").
+_MIRRORED = {}
+
 
 def get_strategy(name="off", devices=None):
     """Returns the `tf.distribute.Strategy` for `name`.
@@ -24,5 +29,11 @@ def get_strategy(name="off", devices=None):
         if devices is None:
             gpus = tf.config.list_logical_devices("GPU")
             devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices)
+        key = tuple(
+            (spec.device_type.upper(), spec.device_index)
+            for spec in (tf.DeviceSpec.from_string(device) for device in devices)
+        )
+        if key not in _MIRRORED:
+            _MIRRORED[key] = tf.distribute.MirroredStrategy(list(devices))
+        return _MIRRORED[key]
     raise ValueError(f"Unknown distribution strategy {name!r}; choose one of {list(STRATEGIES)}.")
