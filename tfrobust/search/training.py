@@ -170,9 +170,12 @@ def train_population(data, coefficients, *, strategy="off", jit_compile=True):
     coefficients = np.asarray(coefficients, dtype="float32")
     population_size, length = coefficients.shape
     order = TaylorLoss(coefficients[0]).order
-    key = (data.instance.task, data.input_shape, data.num_classes, population_size, order, strategy, jit_compile)
+    task = data.instance.task
+    # Tasks that differ only in data or noise share one compiled graph.
+    key = (task.architecture, task.optimizer, task.learning_rate, task.batch_size, min(task.steps, 100),
+           data.input_shape, data.num_classes, population_size, order, strategy, jit_compile)
     if key not in _TRAINERS:
-        if len(_TRAINERS) >= 8:
+        if len(_TRAINERS) >= 16:
             _TRAINERS.pop(next(iter(_TRAINERS)))
         _TRAINERS[key] = PopulationTrainer(
             data.instance.task, data.input_shape, data.num_classes, population_size, order,

@@ -1,0 +1,232 @@
+"""Throughput of fitness evaluation: per-candidate `model.fit` against population training.
+
+The library behind `python -m search.throughput`. Everything is measured in
+one process on one machine, medians of several repetitions, and reported as
+ratios: absolute seconds on a shared machine are noisy, ratios measured side
+by side much less so.
+"""
+
+import dataclasses
+import json
+import os
+import resource
+import statistics
+import time
+
+import numpy as np
+
+from tfrobust import models
+from tfrobust.search import tasks, training
+
+
+@dataclasses.dataclass
+class ThroughputConfig:
+    dataset: str = "digits"
+    architectures: tuple = ("mlp", "cnn")
+    populations: tuple = (1, 4, 16, 64)
+    steps: int = 300
+    batch_size: int = 64
+    repeats: int = 3
+    per_candidate_fits: int = 12  # fits timed per architecture for the per-candidate path
+    loss_step_repeats: int = 5
+    output_dir: str = ""
+
+
+def _candidates(population_size, seed):
+    base = np.array([1.0, 1.0, 1.0, -0.5, 1.0, 1 / 3, -0.5, 0.0])
+    return base + 0.2 * np.random.default_rng(seed).normal(size=(population_size, base.size))
+
+
+def peak_matmul_gflops(size=2048, repeats=5):
+    """GFLOP/s of a large float32 matmul: what this machine's BLAS really reaches (the FLOP limit)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)), jit_compile=True)
+    matmul(a, b).numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def _peak_rss_gib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def measure_architecture(config, architecture, printer):
+    task = tasks.Task(config.dataset, architecture, "symmetric:0.4", steps=config.steps, batch_size=config.batch_size)
+    data = training.prepare_task(tasks.TaskInstance(task, 0))
+    flops = models.training_flops_per_example(architecture, data.input_shape, data.num_classes)
+    work = config.steps * config.batch_size * flops  # FLOPs of one candidate evaluation
+
+    # Per-candidate path: a real search builds, compiles and fits a new model per
+    # candidate, so each timed fit includes all of that.
+    training.train_single(data, _candidates(1, 99)[0])  # process-wide TensorFlow warm-up
+    fit_times = []
+    for index, row in enumerate(_candidates(config.per_candidate_fits, 1)):
+        start = time.perf_counter()
+        training.train_single(data, row)
+        fit_times.append(time.perf_counter() - start)
+        printer(f"  {architecture}: per-candidate fit {index + 1}/{config.per_candidate_fits} {fit_times[-1]:.2f}s")
+    per_candidate_rate = 1.0 / statistics.median(fit_times)
+
+    rows = []
+    for population_size in config.populations:
+        start = time.perf_counter()
+        training.train_population(data, _candidates(population_size, 2))  # build + trace + XLA compile
+        first_call = time.perf_counter() - start
+        times = []
+        for repeat in range(config.repeats):
+            coefficients = _candidates(population_size, 10 + repeat)
+            start = time.perf_counter()
+            training.train_population(data, coefficients)
+            times.append(time.perf_counter() - start)
+        median = statistics.median(times)
+        rate = population_size / median
+        rows.append({
+            "architecture": architecture,
+            "population": population_size,
+            "per_candidate_evals_per_s": per_candidate_rate,
+            "vectorized_evals_per_s": rate,
+            "speedup": rate / per_candidate_rate,
+            "vectorized_first_call_s": first_call,
+            "vectorized_median_s": median,
+            "gflops": population_size * work / median / 1e9,
+            "peak_rss_gib": _peak_rss_gib(),
+        })
+        printer(f"  {architecture}: population {population_size}: {rate:.1f} evals/s "
+                f"({rows[-1]['speedup']:.1f}x), {rows[-1]['gflops']:.1f} GFLOP/s")
+    return rows, flops
+
+
+def loss_step_times(config, printer):
+    """Training-step time of one model compiled with TaylorLoss vs SparseCategoricalCrossentropy.
+
+    Runs alternate between the two losses so that drift in machine load hits
+    both equally; each run fits `steps` steps after a warm-up epoch.
+    """
+    import keras
+
+    from tfrobust import datasets
+    from tfrobust.losses import TaylorLoss
+
+    data = datasets.load(config.dataset, noise="symmetric:0.4", seed=0)
+    needed = config.steps * config.batch_size
+    index = np.resize(np.arange(len(data.y_train)), needed)
+    x, y = data.x_train[index], data.y_train[index]
+    compiled = {}
+    for name, loss in (("cross_entropy", keras.losses.SparseCategoricalCrossentropy()),
+                       ("taylor", TaylorLoss.pretrained())):
+        model = models.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+        model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)  # compile
+        compiled[name] = model
+    times = {name: [] for name in compiled}
+    for _ in range(config.loss_step_repeats):
+        for name, model in compiled.items():
+            start = time.perf_counter()
+            model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)
+            times[name].append((time.perf_counter() - start) / config.steps * 1e3)
+    result = {name: statistics.median(values) for name, values in times.items()}
+    result["ratio"] = result["taylor"] / result["cross_entropy"]
+    printer(f"  step time: CE {result['cross_entropy']:.3f} ms, TaylorLoss {result['taylor']:.3f} ms "
+            f"(ratio {result['ratio']:.3f})")
+    return result
+
+
+def run_throughput(config, printer=print):
+    """Measures everything; returns a dict and prints the Markdown table."""
+    started = time.perf_counter()
+    printer("Measuring the machine's matmul peak ...")
+    peak = peak_matmul_gflops()
+    rows, flops = [], {}
+    for architecture in config.architectures:
+        printer(f"Measuring {architecture} on {config.dataset} ({config.steps} steps, batch {config.batch_size}) ...")
+        arch_rows, flops[architecture] = measure_architecture(config, architecture, printer)
+        rows.extend(arch_rows)
+    printer("Measuring TaylorLoss vs cross-entropy step time ...")
+    steps = loss_step_times(config, printer)
+    result = {
+        "config": dataclasses.asdict(config),
+        "peak_matmul_gflops": peak,
+        "training_flops_per_example": flops,
+        "rows": rows,
+        "loss_step_ms": steps,
+        "wall_time_s": time.perf_counter() - started,
+    }
+    table = format_table(result)
+    printer(table)
+    if config.output_dir:
+        os.makedirs(config.output_dir, exist_ok=True)
+        _write(os.path.join(config.output_dir, "throughput.json"), json.dumps(result, indent=2))
+        _write(os.path.join(config.output_dir, "throughput.md"), table)
+        plot_throughput(result, os.path.join(config.output_dir, "throughput.png"))
+        printer(f"Wrote {config.output_dir}/throughput.{{json,md,png}}")
+    return result
+
+
+def format_table(result):
+    peak = result["peak_matmul_gflops"]
+    config = result["config"]
+    lines = [
+        f"Fitness-evaluation throughput on {config['dataset']}, {config['steps']} steps of batch "
+        f"{config['batch_size']} per candidate (medians of {config['repeats']} repetitions; per-candidate: "
+        f"median of {config['per_candidate_fits']} fits). Matmul peak measured here: {peak:.1f} GFLOP/s.",
+        "",
+        "| architecture | population | per-candidate evals/s | vectorized evals/s | speed-up | "
+        "vectorized GFLOP/s | of peak | first call (compile) s | peak RSS GiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['architecture']} | {row['population']} | {row['per_candidate_evals_per_s']:.2f} | "
+            f"{row['vectorized_evals_per_s']:.1f} | {row['speedup']:.1f}x | {row['gflops']:.1f} | "
+            f"{row['gflops'] / peak:.0%} | {row['vectorized_first_call_s']:.1f} | {row['peak_rss_gib']:.2f} |"
+        )
+    steps = result["loss_step_ms"]
+    lines += [
+        "",
+        f"Training step of the mlp model: SparseCategoricalCrossentropy {steps['cross_entropy']:.3f} ms, "
+        f"TaylorLoss {steps['taylor']:.3f} ms, ratio {steps['ratio']:.3f} (median of "
+        f"{config['loss_step_repeats']} alternating runs).",
+        f"Total time: {result['wall_time_s']:.0f} s.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_throughput(result, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for architecture in result["config"]["architectures"]:
+        rows = [r for r in result["rows"] if r["architecture"] == architecture]
+        populations = [r["population"] for r in rows]
+        axis.plot(populations, [r["vectorized_evals_per_s"] for r in rows], marker="o", label=f"{architecture} vectorized")
+        axis.plot(populations, [r["per_candidate_evals_per_s"] for r in rows], marker="x", linestyle="--",
+                  label=f"{architecture} per candidate")
+    axis.set_xscale("log", base=2)
+    axis.set_yscale("log")
+    axis.set_xlabel("population size")
+    axis.set_ylabel("candidate evaluations per second")
+    axis.set_title("Fitness-evaluation throughput")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend()
+    figure.tight_layout()
+    temporary = f"{path}.tmp.{os.getpid()}.png"
+    figure.savefig(temporary, dpi=110)
+    plt.close(figure)
+    os.replace(temporary, path)
+
+
+def _write(path, text):
+    temporary = f"{path}.tmp.{os.getpid()}"
+    with open(temporary, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
