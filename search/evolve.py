@@ -40,6 +40,9 @@ flags.DEFINE_bool("resume", False, "Continue the search checkpointed in --output
 
 
 def main(argv):
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # expected retracing across tasks of different sizes
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = evolve.SearchConfig(

@@ -1,0 +1,35 @@
+"""search.throughput runs end to end on tiny settings and reports every column (no timing asserts)."""
+
+import json
+
+from tfrobust.search import throughput
+
+
+def test_throughput_table_on_tiny_settings(tmp_path):
+    config = throughput.ThroughputConfig(
+        architectures=("linear",), populations=(1, 2), steps=5, batch_size=8, repeats=1,
+        per_candidate_fits=1, loss_step_repeats=1, output_dir=str(tmp_path),
+    )
+    lines = []
+    result = throughput.run_throughput(config, printer=lines.append)
+    assert [r["population"] for r in result["rows"]] == [1, 2]
+    for row in result["rows"]:
+        assert row["vectorized_evals_per_s"] > 0 and row["per_candidate_evals_per_s"] > 0
+        assert row["speedup"] == row["vectorized_evals_per_s"] / row["per_candidate_evals_per_s"]
+    # FLOPs of softmax regression on 8x8 digits: 3 x 2 x 64 x 10 per example.
+    assert result["training_flops_per_example"]["linear"] == 3 * 2 * 64 * 10
+    assert result["peak_matmul_gflops"] > 0 and result["loss_step_ms"]["ratio"] > 0
+    table = (tmp_path / "throughput.md").read_text()
+    assert "| linear | 2 |" in table and "GFLOP/s" in table
+    assert json.loads((tmp_path / "throughput.json").read_text())["rows"][1]["population"] == 2
+    assert (tmp_path / "throughput.png").stat().st_size > 1000
+
+
+def test_training_flops_by_hand():
+    from tfrobust import models
+
+    # mlp on digits: (64*128 + 128*10) MACs forward.
+    assert models.training_flops_per_example("mlp", (8, 8, 1), 10) == 3 * 2 * (64 * 128 + 128 * 10)
+    # cnn on digits: conv 8x8x9x1x16, pool, conv 4x4x9x16x32, pool, dense 2*2*32 -> 10.
+    forward = 2 * (8 * 8 * 9 * 16 + 4 * 4 * 9 * 16 * 32 + 2 * 2 * 32 * 10)
+    assert models.training_flops_per_example("cnn", (8, 8, 1), 10) == 3 * forward
