@@ -1,8 +1,8 @@
 """Plots of losses as functions of the true-class probability (matplotlib, PNG)."""
 
-import os
-
 import numpy as np
+
+from tfrobust import _io
 
 
 def loss_curve_values(loss, probabilities, num_classes=10):
@@ -61,9 +61,4 @@ def plot_loss_curves(losses, path, num_classes=10, normalize=True, title=None):
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp.{os.getpid()}.png"
-    figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    os.replace(temporary, path)
-    return path
+    return _io.save_figure(figure, path, dpi=120)

@@ -2,13 +2,13 @@
 
 import datetime
 import json
-import os
 from importlib import resources
 
 import keras
 import numpy as np
 from keras import ops
 
+from tfrobust import _io
 from tfrobust.losses import _base
 
 MIN_ORDER = 1
@@ -211,15 +211,7 @@ def preset_record(name, description, coefficients, order, provenance, default=Fa
 
 def write_json_atomic(path, record):
     """Writes `record` as JSON to `path` through a temporary file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = f"{path}.tmp.{os.getpid()}"
-    with open(temporary, "w") as handle:
-        json.dump(record, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    _io.write_json(path, record)
 
 
 _PRESETS = None

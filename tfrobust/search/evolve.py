@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 
+from tfrobust import _io
 from tfrobust.losses import taylor
 from tfrobust.search import evaluation
 from tfrobust.search import tasks as tasks_lib
@@ -123,15 +124,6 @@ class _Progress:
         )
 
 
-def _write_atomic(path, data, mode="wb"):
-    temporary = f"{path}.tmp.{os.getpid()}"
-    with open(temporary, mode) as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def _read_evaluations(path, before_generation):
     """Valid records of generations < `before_generation` (drops a torn last line)."""
     records = []
@@ -207,7 +199,7 @@ def run_search(config, printer=print):
         printer(f"Resuming {config.output_dir} at generation {state['generation'] + 1}.")
         # Drop evaluations of the generation that was interrupted.
         kept = _read_evaluations(evaluations_path, state["generation"])
-        _write_atomic(evaluations_path, "".join(json.dumps(r) + "\n" for r in kept), mode="w")
+        _io.write_text(evaluations_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     writer = _summary_writer(config.output_dir)
     executor = evaluation.make_executor(
@@ -265,7 +257,7 @@ def run_search(config, printer=print):
                 state["best"] = {"fitness": entry["best"], "coefficients": entry["best_coefficients"], "generation": generation}
             state["generation"] = generation + 1
             state["elapsed"] += seconds
-            _write_atomic(os.path.join(config.output_dir, CHECKPOINT), pickle.dumps(state))
+            _io.write_bytes(os.path.join(config.output_dir, CHECKPOINT), pickle.dumps(state))
             _log_scalars(writer, entry)
             progress.report(generation, entry["best"], entry["mean"], entry["sigma"], len(results), seconds,
                             ",".join(entry["evaluators"]))
@@ -369,10 +361,7 @@ def _plot_fitness(history, path):
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    temporary = f"{path}.tmp.{os.getpid()}.png"
-    figure.savefig(temporary, dpi=110)
-    plt.close(figure)
-    os.replace(temporary, path)
+    _io.save_figure(figure, path)
 
 
 def _plot_loss(record, path):

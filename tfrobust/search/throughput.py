@@ -7,7 +7,6 @@ by side much less so.
 """
 
 import dataclasses
-import json
 import os
 import resource
 import statistics
@@ -15,7 +14,7 @@ import time
 
 import numpy as np
 
-from tfrobust import models
+from tfrobust import _io, models
 from tfrobust.search import tasks, training
 
 
@@ -162,8 +161,8 @@ def run_throughput(config, printer=print):
     printer(table)
     if config.output_dir:
         os.makedirs(config.output_dir, exist_ok=True)
-        _write(os.path.join(config.output_dir, "throughput.json"), json.dumps(result, indent=2))
-        _write(os.path.join(config.output_dir, "throughput.md"), table)
+        _io.write_json(os.path.join(config.output_dir, "throughput.json"), result)
+        _io.write_text(os.path.join(config.output_dir, "throughput.md"), table)
         plot_throughput(result, os.path.join(config.output_dir, "throughput.png"))
         printer(f"Wrote {config.output_dir}/throughput.{{json,md,png}}")
     return result
@@ -219,14 +218,4 @@ def plot_throughput(result, path):
     axis.grid(alpha=0.3, which="both")
     axis.legend()
     figure.tight_layout()
-    temporary = f"{path}.tmp.{os.getpid()}.png"
-    figure.savefig(temporary, dpi=110)
-    plt.close(figure)
-    os.replace(temporary, path)
-
-
-def _write(path, text):
-    temporary = f"{path}.tmp.{os.getpid()}"
-    with open(temporary, "w") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
+    _io.save_figure(figure, path)
