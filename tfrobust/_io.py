@@ -33,13 +33,22 @@ def write_json(path, record):
     write_text(path, json.dumps(record, indent=2) + "\n")
 
 
-def save_figure(figure, path, dpi=110):
-    """Saves a matplotlib figure as PNG atomically and closes it."""
-    import matplotlib.pyplot as plt
+def new_figure(figsize=(6, 4)):
+    """A matplotlib `Figure` and its axes, made without pyplot.
 
+    Library plots never touch pyplot's global state or the backend, so they
+    neither change what `plt.show()` does in a notebook nor need a display.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots()
+
+
+def save_figure(figure, path, dpi=110):
+    """Saves a matplotlib figure as PNG atomically; returns `path`."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = _temporary(path, ".png")
-    figure.savefig(temporary, dpi=dpi)
-    plt.close(figure)
+    figure.savefig(temporary, dpi=dpi, format="png")
     os.replace(temporary, path)
     return path

@@ -42,13 +42,8 @@ def plot_loss_curves(losses, path, num_classes=10, normalize=True, title=None):
 
     Returns the path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     p = np.linspace(0.01, 1.0, 200)
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = _io.new_figure()
     for label, loss in losses.items():
         values = loss_curve_values(loss, p, num_classes)
         if normalize:

@@ -346,13 +346,8 @@ def _log_scalars(writer, entry):
 
 
 def _plot_fitness(history, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     generations = [e["generation"] + 1 for e in history]
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = _io.new_figure()
     axis.plot(generations, [e["best"] for e in history], marker="o", label="best")
     axis.plot(generations, [e["mean"] for e in history], marker=".", label="mean")
     axis.set_xlabel("generation")

@@ -198,12 +198,7 @@ def format_table(result):
 
 
 def plot_throughput(result, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = _io.new_figure()
     for architecture in result["config"]["architectures"]:
         rows = [r for r in result["rows"] if r["architecture"] == architecture]
         populations = [r["population"] for r in rows]
