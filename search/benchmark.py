@@ -1,9 +1,9 @@
 """Benchmark training methods (losses) under label noise: clean test accuracy and memorisation.
 
-    python -m search.benchmark --output_dir=runs/benchmark            # default preset, < 10 min on 2 CPU cores
-    python -m search.benchmark --preset=full --output_dir=runs/full    # the README grid
-    python -m search.benchmark --preset=heldout --output_dir=runs/heldout
-    python -m search.benchmark --preset=full --dry_run                 # print the grid and its estimated time
+    python -m search.benchmark                       # default preset, ~5 min on 2 CPU cores -> runs/benchmark
+    python -m search.benchmark --preset=full         # the README grid (~2.5 h) -> runs/benchmark_full
+    python -m search.benchmark --preset=heldout      # evolved TaylorLoss, unseen settings -> runs/benchmark_heldout
+    python -m search.benchmark --preset=full --dry_run   # print the grid and its estimated time
 
 Explicit flags override the preset's values. Rerunning a command skips the
 runs already in <output_dir>/results.csv. The work is done by
@@ -46,10 +46,11 @@ flags.DEFINE_string("output_dir", _DEFAULTS.output_dir,
                     "Folder for results.csv, curves.jsonl, results.md and plots (full: runs/benchmark_full, "
                     "heldout: runs/benchmark_heldout).")
 flags.DEFINE_bool("save_models", False, "Also save every trained model as <output_dir>/models/<run_id>.keras.")
+flags.DEFINE_string("data_dir", "", "TFDS data directory for prepared TFDS data sets (empty: TFDS's default).")
 flags.DEFINE_bool("dry_run", False, "Print the grid and its estimated run time, train nothing.")
 
 _OVERRIDABLE = _AXES + ("epochs", "batch_size", "optimizer", "learning_rate", "max_examples", "output_dir",
-                        "save_models")
+                        "save_models", "data_dir")
 
 
 def config_from_flags():
@@ -66,7 +67,7 @@ def config_from_flags():
                 value = tuple(int(seed) for seed in value)
             except ValueError:
                 raise app.UsageError(f"--seeds takes integers; got {FLAGS.seeds}.") from None
-        if name == "max_examples":
+        if name in ("max_examples", "data_dir"):
             value = value or None
         overrides[name] = value
     return benchmark.BenchmarkConfig.from_preset(FLAGS.preset, **overrides)
@@ -82,7 +83,7 @@ def main(argv):
             runs = config.runs()
             print(f"Preset {FLAGS.preset}: {len(runs)} runs, {len(config.method_list())} methods "
                   f"({', '.join(config.method_list())}); estimated "
-                  f"{benchmark.format_duration(benchmark.estimate_seconds(runs))} on a 2-core CPU.")
+                  f"{benchmark.format_duration(benchmark.estimate_seconds(runs, config.data_dir))} on a 2-core CPU.")
             return
         benchmark.run_benchmark(config)
     except (ValueError, FileNotFoundError) as error:

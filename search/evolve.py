@@ -22,7 +22,7 @@ flags.DEFINE_integer("generations", _DEFAULTS.generations, "Number of CMA-ES gen
 flags.DEFINE_float("sigma", _DEFAULTS.sigma, "Initial CMA-ES step size.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the whole search (candidates, tasks, data, weights).")
 flags.DEFINE_integer("order", _DEFAULTS.order, "TaylorLoss order (2 + order*(order+1)/2 coefficients).")
-flags.DEFINE_string("task_suite", _DEFAULTS.task_suite, "Named suite (default, bundled, tiny) or a JSON suite file.")
+flags.DEFINE_string("task_suite", _DEFAULTS.task_suite, "Named suite (default, bundled, bundled_long, tiny) or a JSON suite file.")
 flags.DEFINE_integer("tasks_per_generation", 0, "Tasks drawn per generation (0: the suite's own number).")
 flags.DEFINE_enum("fitness_split", "clean", ["clean", "noisy"],
                   "Score on the clean validation split, or on a noisy one (no clean data needed).")

@@ -33,6 +33,19 @@ def write_json(path, record):
     write_text(path, json.dumps(record, indent=2) + "\n")
 
 
+def read_jsonl(path):
+    """The records of a JSON-lines file; a torn (half-written) line is skipped. [] if absent."""
+    records = []
+    if os.path.exists(path):
+        with open(path) as handle:
+            for line in handle:
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return records
+
+
 def new_figure(figsize=(6, 4)):
     """A matplotlib `Figure` and its axes, made without pyplot.
 

@@ -126,17 +126,7 @@ class _Progress:
 
 def _read_evaluations(path, before_generation):
     """Valid records of generations < `before_generation` (drops a torn last line)."""
-    records = []
-    if os.path.exists(path):
-        with open(path) as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if record.get("generation", 1 << 30) < before_generation:
-                    records.append(record)
-    return records
+    return [r for r in _io.read_jsonl(path) if r.get("generation", 1 << 30) < before_generation]
 
 
 def _prepare_output(config):

@@ -128,6 +128,15 @@ SUITES = {
         + _grid(["digits"], ["cnn"], _SEARCH_NOISE, steps=500),
         tasks_per_generation=4,
     ),
+    # Longer training, where memorising the noisy labels sets in (digits: ~40
+    # epochs, MNIST-5k: ~27 epochs), and more tasks per generation for a less
+    # noisy ranking: the budget the vectorised evaluator buys.
+    "bundled_long": TaskSuite(
+        "bundled_long",
+        _grid(["digits"], ["mlp", "linear", "cnn"], _SEARCH_NOISE, steps=800)
+        + _grid(["mnist5k"], ["mlp", "linear"], _SEARCH_NOISE, steps=1500),
+        tasks_per_generation=6,
+    ),
     # A tiny suite for tests and smoke runs.
     "tiny": TaskSuite("tiny", _grid(["digits"], ["linear"], ["symmetric:0.4"], steps=20, batch_size=32), 1),
 }
