@@ -220,7 +220,9 @@ def test_presets_and_flag_overrides():
     heldout = benchmark.BenchmarkConfig.from_preset("heldout", epochs=1)
     assert heldout.epochs == 1 and heldout.architectures == ("mlp2",)
     taylor = "taylor:" + TaylorLoss.preset_info()["name"]
-    assert heldout.method_list() == [taylor, "taylor:cross_entropy_taylor3", "ce", "gce", "sce", "mae"]
+    assert heldout.method_list() == [
+        taylor, "taylor:evolved_bundled_long", "taylor:cross_entropy_taylor3", "ce", "gce", "sce", "mae"
+    ]
     assert {"symmetric:0.5", "symmetric:0.8", "instance:0.4", "pairflip:0.3"} == set(heldout.noise)
     full = benchmark.BenchmarkConfig.from_preset("full")
     assert set(full.method_list()) == set(benchmark.default_methods()) and len(full.seeds) >= 3
@@ -231,7 +233,7 @@ def test_presets_and_flag_overrides():
     command, options = _script("--preset=heldout", "--epochs=1", "--seeds=4,5", "--dry_run")
     result = subprocess.run(command, capture_output=True, timeout=120, **options)
     assert result.returncode == 0, result.stderr
-    assert f"Preset heldout: {6 * 2 * 4 * 2} runs" in result.stdout and taylor in result.stdout
+    assert f"Preset heldout: {7 * 2 * 4 * 2} runs" in result.stdout and taylor in result.stdout
     command, options = _script("--noise=bogus:1", "--dry_run")
     result = subprocess.run(command, capture_output=True, timeout=120, **options)
     assert result.returncode != 0 and "noise spec" in result.stderr
