@@ -8,7 +8,7 @@ from tfrobust.search import throughput
 def test_throughput_table_on_tiny_settings(tmp_path):
     config = throughput.ThroughputConfig(
         architectures=("linear",), populations=(1, 2), steps=5, batch_size=8, repeats=1,
-        per_candidate_fits=1, loss_step_repeats=1, output_dir=str(tmp_path),
+        per_candidate_fits=1, loss_step_repeats=1, loss_step_epochs=1, output_dir=str(tmp_path),
     )
     lines = []
     result = throughput.run_throughput(config, printer=lines.append)
@@ -16,8 +16,8 @@ def test_throughput_table_on_tiny_settings(tmp_path):
     for row in result["rows"]:
         assert row["vectorized_evals_per_s"] > 0 and row["per_candidate_evals_per_s"] > 0
         assert row["speedup"] == row["vectorized_evals_per_s"] / row["per_candidate_evals_per_s"]
-    # FLOPs of softmax regression on 8x8 digits: 3 x 2 x 64 x 10 per example.
-    assert result["training_flops_per_example"]["linear"] == 3 * 2 * 64 * 10
+    # FLOPs of softmax regression on 8x8 digits: forward 2 x 64 x 10 MACs, backward the weight gradient only.
+    assert result["training_flops_per_example"]["linear"] == 2 * 2 * 64 * 10
     assert result["peak_matmul_gflops"] > 0 and result["loss_step_ms"]["ratio"] > 0
     table = (tmp_path / "throughput.md").read_text()
     assert "| linear | 2 |" in table and "GFLOP/s" in table
@@ -28,8 +28,8 @@ def test_throughput_table_on_tiny_settings(tmp_path):
 def test_training_flops_by_hand():
     from tfrobust import models
 
-    # mlp on digits: (64*128 + 128*10) MACs forward.
-    assert models.training_flops_per_example("mlp", (8, 8, 1), 10) == 3 * 2 * (64 * 128 + 128 * 10)
+    # mlp on digits: 64*128 then 128*10 MACs forward; the first layer needs no input gradient (2x, not 3x).
+    assert models.training_flops_per_example("mlp", (8, 8, 1), 10) == 2 * 2 * 64 * 128 + 3 * 2 * 128 * 10
     # cnn on digits: conv 8x8x9x1x16, pool, conv 4x4x9x16x32, pool, dense 2*2*32 -> 10.
-    forward = 2 * (8 * 8 * 9 * 16 + 4 * 4 * 9 * 16 * 32 + 2 * 2 * 32 * 10)
-    assert models.training_flops_per_example("cnn", (8, 8, 1), 10) == 3 * forward
+    first, rest = 2 * 8 * 8 * 9 * 16, 2 * (4 * 4 * 9 * 16 * 32 + 2 * 2 * 32 * 10)
+    assert models.training_flops_per_example("cnn", (8, 8, 1), 10) == 2 * first + 3 * rest

@@ -87,18 +87,20 @@ def training_flops_per_example(name, input_shape, num_classes):
     Counts the dense and convolution matmuls only (activations, pooling and
     the optimiser are lower order). The backward pass computes gradients with
     respect to both inputs and weights, each as costly as the forward pass,
-    so training costs 3 x forward.
+    so a layer costs 3 x its forward FLOPs, except the first layer with
+    weights: nothing needs the gradient of the input, so it costs 2 x.
     """
     shape = list(input_shape) if len(input_shape) == 3 else [1, 1, None]
     height, width, channels = shape
     features = 1
     for size in input_shape:
         features *= size
-    forward = 0
+    total = 0
     for spec in architecture(name):
+        factor = 3 if total else 2  # the first layer with weights has no input gradient
         if spec[0] == "conv":
             filters, kernel = spec[1], spec[2]
-            forward += 2 * height * width * kernel * kernel * channels * filters
+            total += factor * 2 * height * width * kernel * kernel * channels * filters
             channels = filters
             features = height * width * channels
         elif spec[0] == "maxpool":
@@ -106,6 +108,6 @@ def training_flops_per_example(name, input_shape, num_classes):
             features = height * width * channels
         elif spec[0] == "dense":
             units = spec[1] or num_classes
-            forward += 2 * features * units
+            total += factor * 2 * features * units
             features = units
-    return 3 * forward
+    return total
