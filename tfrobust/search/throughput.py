@@ -145,6 +145,63 @@ def loss_step_times(config, printer):
     return result
 
 
+def profile_op_types(fit, logdir, top=8):
+    """Runs `fit()` under the TensorFlow profiler; returns [(op type, self-time ms, share)].
+
+    Reads the profile with TensorFlow's own converter (the "framework_op_stats"
+    tool of TensorBoard's profiler), so no plugin is needed. Ops inside an XLA
+    cluster are not broken down: profile a step compiled without XLA.
+    """
+    import collections
+    import glob
+    import json
+
+    import tensorflow as tf
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+
+    tf.profiler.experimental.start(logdir)
+    try:
+        fit()
+    finally:
+        tf.profiler.experimental.stop()
+    paths = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))
+    table = json.loads(_pywrap_profiler_plugin.xspace_to_tools_data(paths[-1:], "framework_op_stats", {})[0])[0]
+    columns = [column["id"] for column in table["cols"]]
+    self_time = collections.Counter()
+    for row in table["rows"]:
+        cells = dict(zip(columns, [cell["v"] if cell else None for cell in row["c"]]))
+        if cells["type"] != "IDLE":
+            self_time[cells["type"]] += cells["total_self_time"]
+    total = sum(self_time.values())
+    return [(op, us / 1e3, us / total) for op, us in self_time.most_common(top)], total / 1e3
+
+
+def profile_loss_step(config, logdir, printer=print):
+    """Profiles `steps` training steps of the mlp with each loss (default compilation): where the time goes."""
+    import keras
+
+    from tfrobust import datasets
+    from tfrobust.losses import TaylorLoss
+
+    data = datasets.load(config.dataset, noise="symmetric:0.4", seed=0)
+    index = np.resize(np.arange(len(data.y_train)), config.steps * config.batch_size)
+    x, y = data.x_train[index], data.y_train[index]
+    report = {}
+    for name, loss in (("cross_entropy", keras.losses.SparseCategoricalCrossentropy()),
+                       ("taylor", TaylorLoss.pretrained())):
+        model = models.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+        model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)
+        ops_by_time, total = profile_op_types(
+            lambda: model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0),
+            os.path.join(logdir, name),
+        )
+        report[name] = {"total_ms": total, "op_types": ops_by_time}
+        printer(f"  {name}: {total:.0f} ms of op self-time over {config.steps} steps; top op types: "
+                + ", ".join(f"{op} {ms:.0f} ms ({share:.0%})" for op, ms, share in ops_by_time))
+    return report
+
+
 def run_throughput(config, printer=print):
     """Measures everything; returns a dict and prints the Markdown table."""
     started = time.perf_counter()
