@@ -214,12 +214,18 @@ def run_throughput(config, printer=print):
         rows.extend(arch_rows)
     printer("Measuring TaylorLoss vs cross-entropy step time ...")
     steps = loss_step_times(config, printer)
+    printer("Profiling the loss step (TensorFlow profiler) ...")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as logdir:
+        profile = profile_loss_step(config, logdir, printer)
     result = {
         "config": dataclasses.asdict(config),
         "peak_matmul_gflops": peak,
         "training_flops_per_example": flops,
         "rows": rows,
         "loss_step_ms": steps,
+        "loss_step_profile": profile,
         "wall_time_s": time.perf_counter() - started,
     }
     table = format_table(result)
@@ -259,6 +265,11 @@ def format_table(result):
         f"with jit_compile=True: {steps['cross_entropy_xla']:.3f} ms vs {steps['taylor_xla']:.3f} ms, ratio "
         f"{steps['ratio_xla']:.3f} (medians of {config['loss_step_repeats']} alternating runs of "
         f"{config['loss_step_epochs'] * config['steps']} steps).",
+        "Op self-time over one epoch of that training, by op type (TensorFlow profiler): "
+        + "; ".join(
+            f"{name}: " + ", ".join(f"{op} {ms:.0f} ms" for op, ms, _ in entry["op_types"][:5])
+            for name, entry in result["loss_step_profile"].items()
+        ) + ".",
         f"Total time: {result['wall_time_s']:.0f} s.",
     ]
     return "\n".join(lines) + "\n"
