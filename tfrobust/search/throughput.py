@@ -109,8 +109,8 @@ def loss_step_times(config, printer):
     Measured twice: with Keras's default compilation (`jit_compile="auto"`)
     and with XLA (`jit_compile=True`), which fuses the loss's element-wise
     operations, so the comparison shows how much of any gap is per-operation
-    dispatch rather than arithmetic. Runs alternate between the variants so
-    that drift in machine load hits all equally.
+    dispatch rather than arithmetic. Runs alternate between the two losses so
+    that drift in machine load hits both equally.
     """
     import keras
 
@@ -121,21 +121,24 @@ def loss_step_times(config, printer):
     needed = config.loss_step_epochs * config.steps * config.batch_size
     index = np.resize(np.arange(len(data.y_train)), needed)
     x, y = data.x_train[index], data.y_train[index]
-    compiled = {}
-    variants = [(f"{name}{suffix}", make_loss, jit) for suffix, jit in (("", "auto"), ("_xla", True))
-                for name, make_loss in (("cross_entropy", keras.losses.SparseCategoricalCrossentropy),
-                                        ("taylor", TaylorLoss.pretrained))]
-    for name, make_loss, jit in variants:
-        model = models.build_model("mlp", data.input_shape, data.num_classes, seed=0)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=make_loss(), jit_compile=jit)
-        model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)  # compile
-        compiled[name] = model
-    times = {name: [] for name in compiled}
-    for _ in range(config.loss_step_repeats):
-        for name, model in compiled.items():
-            start = time.perf_counter()
-            model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)
-            times[name].append((time.perf_counter() - start) / (config.loss_step_epochs * config.steps) * 1e3)
+    times = {}
+    # Each compilation is built, warmed up and timed on its own, the two losses
+    # alternating: interleaved with XLA runs, whichever run followed one
+    # measured slower, whatever its loss.
+    for suffix, jit in (("", "auto"), ("_xla", True)):
+        compiled = {}
+        for name, make_loss in (("cross_entropy", keras.losses.SparseCategoricalCrossentropy),
+                                ("taylor", TaylorLoss.pretrained)):
+            model = models.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=make_loss(), jit_compile=jit)
+            model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)  # compile, warm up
+            compiled[name + suffix] = model
+            times[name + suffix] = []
+        for _ in range(config.loss_step_repeats):
+            for name, model in compiled.items():
+                start = time.perf_counter()
+                model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)
+                times[name].append((time.perf_counter() - start) / (config.loss_step_epochs * config.steps) * 1e3)
     result = {name: statistics.median(values) for name, values in times.items()}
     result["ratio"] = result["taylor"] / result["cross_entropy"]
     result["ratio_xla"] = result["taylor_xla"] / result["cross_entropy_xla"]
