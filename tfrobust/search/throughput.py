@@ -148,6 +148,50 @@ def loss_step_times(config, printer):
     return result
 
 
+def step_breakdown(architecture="mlp", population_size=64, dataset="digits", steps=300, batch_size=64,
+                   repeats=3, printer=print):
+    """Milliseconds per population training step with Adam, with plain SGD, and forward only.
+
+    Splits the cost of a vectorised step: if SGD is as slow as Adam the
+    optimiser is not the bottleneck; the forward share bounds what faster
+    backward kernels could gain.
+
+        python -c "from tfrobust.search import throughput; throughput.step_breakdown('cnn')"
+    """
+    import tensorflow as tf
+
+    base = tasks.Task(dataset, architecture, "symmetric:0.4", steps=steps, batch_size=batch_size)
+    data = training.prepare_task(tasks.TaskInstance(base, 0))
+    coefficients = _candidates(population_size, 3)
+    result = {}
+    for optimizer in ("adam", "sgd"):
+        task = tasks.Task(dataset, architecture, "symmetric:0.4", steps=steps, batch_size=batch_size,
+                          optimizer=optimizer)
+        trainer = training.PopulationTrainer(task, data.input_shape, data.num_classes, population_size, 3)
+        trainer.train(data, coefficients)  # compile
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            trainer.model.fit(data.x_stream, data.y_stream, batch_size=batch_size, epochs=1, shuffle=False,
+                              verbose=0)
+            times.append((time.perf_counter() - start) / steps * 1e3)
+        result[f"train_{optimizer}_ms"] = statistics.median(times)
+    forward = tf.function(lambda x: trainer.model(x, training=False), jit_compile=True)
+    batch = tf.constant(data.x_stream[:batch_size])
+    forward(batch)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(100):
+            output = forward(batch)
+        np.asarray(output)
+        times.append((time.perf_counter() - start) / 100 * 1e3)
+    result["forward_ms"] = statistics.median(times)
+    printer(f"  {architecture} population {population_size}: "
+            + ", ".join(f"{key} {value:.3f}" for key, value in result.items()))
+    return result
+
+
 def profile_op_types(fit, logdir, top=8):
     """Runs `fit()` under the TensorFlow profiler; returns [(op type, self-time ms, share)].
 
@@ -217,6 +261,10 @@ def run_throughput(config, printer=print):
         rows.extend(arch_rows)
     printer("Measuring TaylorLoss vs cross-entropy step time ...")
     steps = loss_step_times(config, printer)
+    printer("Splitting the population-64 step (Adam, SGD, forward only) ...")
+    breakdown = {architecture: step_breakdown(architecture, max(config.populations), config.dataset, config.steps,
+                                              config.batch_size, config.repeats, printer)
+                 for architecture in config.architectures}
     printer("Profiling the loss step (TensorFlow profiler) ...")
     import tempfile
 
@@ -229,6 +277,7 @@ def run_throughput(config, printer=print):
         "rows": rows,
         "loss_step_ms": steps,
         "loss_step_profile": profile,
+        "step_breakdown": breakdown,
         "wall_time_s": time.perf_counter() - started,
     }
     table = format_table(result)
@@ -268,6 +317,9 @@ def format_table(result):
         f"with jit_compile=True: {steps['cross_entropy_xla']:.3f} ms vs {steps['taylor_xla']:.3f} ms, ratio "
         f"{steps['ratio_xla']:.3f} (medians of {config['loss_step_repeats']} alternating runs of "
         f"{config['loss_step_epochs'] * config['steps']} steps).",
+        f"Population-{max(config['populations'])} training step split (ms per step): "
+        + "; ".join(f"{arch}: Adam {b['train_adam_ms']:.2f}, plain SGD {b['train_sgd_ms']:.2f}, forward only "
+                    f"{b['forward_ms']:.2f}" for arch, b in result["step_breakdown"].items()) + ".",
         "Op self-time over one epoch of that training, by op type (TensorFlow profiler): "
         + "; ".join(
             f"{name}: " + ", ".join(f"{op} {ms:.0f} ms" for op, ms, _ in entry["op_types"][:5])
