@@ -40,8 +40,8 @@ class SearchConfig:
     """Every setting of a search run (the flags of `search.evolve`)."""
 
     output_dir: str = "runs/evolve"
-    population_size: int = 8
-    generations: int = 10
+    population_size: int = 16
+    generations: int = 20
     sigma: float = 0.5
     seed: int = 0
     order: int = 3
