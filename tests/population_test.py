@@ -1,6 +1,5 @@
 """Population training must give each member exactly the update it gets alone."""
 
-import keras
 import numpy as np
 import pytest
 

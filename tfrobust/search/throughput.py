@@ -33,8 +33,28 @@ class ThroughputConfig:
 
 
 def _candidates(population_size, seed):
-    base = np.array([1.0, 1.0, 1.0, -0.5, 1.0, 1 / 3, -0.5, 0.0])
+    """Candidates around the search's usual starting point, as a CMA-ES generation would draw them."""
+    from tfrobust.losses import TaylorLoss
+
+    base = np.array(TaylorLoss.preset_info("cross_entropy_taylor3")["coefficients"])
     return base + 0.2 * np.random.default_rng(seed).normal(size=(population_size, base.size))
+
+
+def _mlp_arrays(config, steps):
+    """The noisy digits (or `config.dataset`) training stream of `steps` batches, for the loss-step timings."""
+    from tfrobust import datasets
+
+    data = datasets.load(config.dataset, noise="symmetric:0.4", seed=0)
+    index = np.resize(np.arange(len(data.y_train)), steps * config.batch_size)
+    return data, data.x_train[index], data.y_train[index]
+
+
+def _compiled_mlp(data, loss, jit_compile="auto"):
+    import keras
+
+    model = models.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=jit_compile)
+    return model
 
 
 def peak_matmul_gflops(size=2048, repeats=5):
@@ -114,13 +134,9 @@ def loss_step_times(config, printer):
     """
     import keras
 
-    from tfrobust import datasets
     from tfrobust.losses import TaylorLoss
 
-    data = datasets.load(config.dataset, noise="symmetric:0.4", seed=0)
-    needed = config.loss_step_epochs * config.steps * config.batch_size
-    index = np.resize(np.arange(len(data.y_train)), needed)
-    x, y = data.x_train[index], data.y_train[index]
+    data, x, y = _mlp_arrays(config, config.loss_step_epochs * config.steps)
     times = {}
     # Each compilation is built, warmed up and timed on its own, the two losses
     # alternating: interleaved with XLA runs, whichever run followed one
@@ -129,8 +145,7 @@ def loss_step_times(config, printer):
         compiled = {}
         for name, make_loss in (("cross_entropy", keras.losses.SparseCategoricalCrossentropy),
                                 ("taylor", TaylorLoss.pretrained)):
-            model = models.build_model("mlp", data.input_shape, data.num_classes, seed=0)
-            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=make_loss(), jit_compile=jit)
+            model = _compiled_mlp(data, make_loss(), jit)
             model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)  # compile, warm up
             compiled[name + suffix] = model
             times[name + suffix] = []
@@ -165,8 +180,7 @@ def step_breakdown(architecture="mlp", population_size=64, dataset="digits", ste
     coefficients = _candidates(population_size, 3)
     result = {}
     for optimizer in ("adam", "sgd"):
-        task = tasks.Task(dataset, architecture, "symmetric:0.4", steps=steps, batch_size=batch_size,
-                          optimizer=optimizer)
+        task = dataclasses.replace(base, optimizer=optimizer)
         trainer = training.PopulationTrainer(task, data.input_shape, data.num_classes, population_size, 3)
         trainer.train(data, coefficients)  # compile
         times = []
@@ -227,17 +241,13 @@ def profile_loss_step(config, logdir, printer=print):
     """Profiles `steps` training steps of the mlp with each loss (default compilation): where the time goes."""
     import keras
 
-    from tfrobust import datasets
     from tfrobust.losses import TaylorLoss
 
-    data = datasets.load(config.dataset, noise="symmetric:0.4", seed=0)
-    index = np.resize(np.arange(len(data.y_train)), config.steps * config.batch_size)
-    x, y = data.x_train[index], data.y_train[index]
+    data, x, y = _mlp_arrays(config, config.steps)
     report = {}
     for name, loss in (("cross_entropy", keras.losses.SparseCategoricalCrossentropy()),
                        ("taylor", TaylorLoss.pretrained())):
-        model = models.build_model("mlp", data.input_shape, data.num_classes, seed=0)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+        model = _compiled_mlp(data, loss)
         model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)
         ops_by_time, total = profile_op_types(
             lambda: model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0),

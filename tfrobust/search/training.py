@@ -15,7 +15,7 @@ from tfrobust import datasets
 from tfrobust import distribute
 from tfrobust import models
 from tfrobust import population
-from tfrobust.losses import TaylorLoss
+from tfrobust.losses import TaylorLoss, taylor
 from tfrobust.losses.population_taylor import PopulationTaylorLoss
 
 
@@ -127,7 +127,7 @@ class PopulationTrainer:
             self.model = population.build_population_model(
                 task.architecture, input_shape, num_classes, population_size
             )
-            self.loss = PopulationTaylorLoss(np.zeros((population_size, 2 + order * (order + 1) // 2)), order=order)
+            self.loss = PopulationTaylorLoss(np.zeros((population_size, taylor.num_coefficients(order))), order=order)
             self.optimizer = make_optimizer(task.optimizer, task.learning_rate)
             self.model.compile(
                 optimizer=self.optimizer,
@@ -169,7 +169,7 @@ def train_population(data, coefficients, *, strategy="off", jit_compile=True):
     """Trains all rows of `coefficients` on `data` at once, reusing a cached compiled trainer."""
     coefficients = np.asarray(coefficients, dtype="float32")
     population_size, length = coefficients.shape
-    order = TaylorLoss(coefficients[0]).order
+    order = taylor.order_from_length(length)
     task = data.instance.task
     # Tasks that differ only in data or noise share one compiled graph.
     key = (task.architecture, task.optimizer, task.learning_rate, task.batch_size, min(task.steps, 100),
