@@ -46,6 +46,19 @@ def read_jsonl(path):
     return records
 
 
+def append_jsonl(path, records):
+    """Appends `records` (dicts) to a JSON-lines file, one line each, and syncs it to disk.
+
+    A crash can tear at most the last line, which `read_jsonl` skips.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def new_figure(figsize=(6, 4)):
     """A matplotlib `Figure` and its axes, made without pyplot.
 
