@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests import loss_helpers
+from tfrobust import noise
 from tfrobust.losses import BackwardCorrection
 from tfrobust.losses import ForwardCorrection
 
@@ -78,7 +79,7 @@ def test_standard_loss_checks(tmp_path, loss_class):
         ([0.5, 0.5], r"must be square"),
         ([[1.0]], r"must be square.*at least 2 classes"),
         ([[1.0, 0.0], [0.5]], r"must be a square matrix of numbers"),
-        ([[0.9, 0.1], [0.3, 0.6]], r"rows must sum to 1.*rows \[1\] sum to \[0\.9\]\.$"),
+        ([[0.9, 0.1], [0.3, 0.6]], r"rows must sum to 1.*rows \[1\] sum to \[0\.9\]\. Normalise the rows\.$"),
         ([[0.9, 0.6], [0.1, 0.4]], r"rows must sum to 1.*rows \[0, 1\] sum to \[1\.5, 0\.5\]\. .*transpose"),
         ([[1.2, -0.2], [0.0, 1.0]], r"entries are probabilities and must be >= 0"),
         ([[float("nan"), 1.0], [0.0, 1.0]], r"must be finite"),
@@ -104,3 +105,19 @@ def test_backward_needs_an_invertible_matrix():
 def test_matrix_size_must_match_the_predictions(loss_class):
     with pytest.raises(ValueError, match="4 x 4 transition matrix but the predictions have 3 classes"):
         loss_class(PAIR_FLIP)([0], [[0.2, 0.3, 0.5]])
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [[[1.0]], [[0.9, 0.1], [0.3, 0.6]], [[0.33333] * 3] * 3, [[1.2, -0.2], [0.0, 1.0]], PAIR_FLIP],
+)
+def test_the_losses_check_a_matrix_by_the_noise_modules_rules(matrix):
+    """One validator: a matrix the noise generators accept is accepted here, and the same error otherwise."""
+    try:
+        noise.check_transition_matrix(matrix, source="ForwardCorrection `transition_matrix`")
+    except ValueError as error:
+        with pytest.raises(ValueError) as raised:
+            ForwardCorrection(matrix)
+        assert str(raised.value) == str(error)
+    else:
+        ForwardCorrection(matrix)

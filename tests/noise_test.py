@@ -281,7 +281,7 @@ LABELS = np.array([0, 1, 2, 1, 0])
         ),
         (
             lambda: noise.from_transition_matrix(LABELS, [[1, 0, 0], [0.5, 0.6, 0], [0, 0, 1]], seed=0),
-            r"row 1 sums to 1\.1, not 1",
+            r"rows must sum to 1 within 0\.0001 .*rows \[1\] sum to \[1\.1\]\. Normalise the rows\.",
         ),
         (lambda: noise.from_transition_matrix(LABELS, [[np.nan, 1], [0, 1]], seed=0), r"non-finite"),
         (lambda: noise.from_transition_matrix(LABELS, np.eye(2), seed=0), r"Labels must lie in \[0, 2\).* got 2"),
@@ -300,7 +300,7 @@ LABELS = np.array([0, 1, 2, 1, 0])
         (lambda: noise.parse_noise_spec("matrix:T.txt"), r"must end in one of \.npy, \.csv, \.json"),
         (lambda: noise.parse_noise_spec(0.4), r"A noise spec is a string"),
         (lambda: noise.NoiseSpec("none", 0.3), r"takes no rate"),
-        (lambda: noise.tf_noise_fn([[0.5, 0.4], [0, 1]], seed=0), r"row 0 sums to 0\.9"),
+        (lambda: noise.tf_noise_fn([[0.5, 0.4], [0, 1]], seed=0), r"rows \[0\] sum to \[0\.9\]"),
     ],
 )
 def test_bad_input_raises_value_error(call, message):
@@ -317,5 +317,40 @@ def test_matrix_spec_file_errors(tmp_path):
     with pytest.raises(ValueError, match=r"is 2 x 2, but the labels have 3 classes"):
         wrong_size.apply(LABELS, 3, seed=0)
     np.savetxt(tmp_path / "bad.csv", [[0.5, 0.4], [0.0, 1.0]], delimiter=",")
-    with pytest.raises(ValueError, match=r"bad\.csv: row 0 sums to"):
+    with pytest.raises(ValueError, match=r"bad\.csv rows must sum to 1.*rows \[0\] sum to"):
         noise.load_transition_matrix(tmp_path / "bad.csv")
+
+
+def test_noise_spec_transition_matrix_is_the_matrix_labels_are_drawn_from(tmp_path):
+    np.testing.assert_array_equal(noise.parse_noise_spec("none").transition_matrix(4), np.eye(4))
+    np.testing.assert_array_equal(
+        noise.parse_noise_spec("symmetric:0.4").transition_matrix(4), noise.symmetric_transition_matrix(0.4, 4)
+    )
+    np.testing.assert_array_equal(
+        noise.parse_noise_spec("pairflip:0.2").transition_matrix(4), noise.pair_flip_transition_matrix(0.2, 4)
+    )
+    matrix = noise.pair_flip_transition_matrix(0.3, 3)
+    np.save(tmp_path / "T.npy", matrix)
+    from_file = noise.parse_noise_spec(f"matrix:{tmp_path / 'T.npy'}")
+    np.testing.assert_array_equal(from_file.transition_matrix(3), matrix)
+    with pytest.raises(ValueError, match=r"is 3 x 3, but the labels have 4 classes"):
+        from_file.transition_matrix(4)
+    # Instance-dependent noise has a row per example, no class-level matrix.
+    assert noise.parse_noise_spec("instance:0.4").transition_matrix(4) is None
+    # apply draws from exactly that matrix: the same labels as drawing from it directly.
+    labels = uniform_labels(2000, 4)
+    spec = noise.parse_noise_spec("pairflip:0.2")
+    np.testing.assert_array_equal(
+        spec.apply(labels, 4, seed=3).labels,
+        noise.from_transition_matrix(labels, spec.transition_matrix(4), seed=3).labels,
+    )
+
+
+def test_one_set_of_transition_matrix_rules():
+    """Rows rounded to 5 decimals pass (tolerance 1e-4); a 1 x 1 matrix (no noise possible) does not."""
+    rounded = [[0.33333] * 3] * 3
+    assert noise.from_transition_matrix([0, 1, 2], rounded, seed=0).labels.shape == (3,)
+    with pytest.raises(ValueError, match=r"at least 2 classes"):
+        noise.check_transition_matrix([[1.0]])
+    with pytest.raises(ValueError, match=r"Its columns sum to 1: pass the transpose\."):
+        noise.check_transition_matrix([[0.9, 0.6], [0.1, 0.4]])

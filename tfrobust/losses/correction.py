@@ -4,51 +4,16 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfrobust import noise
 from tfrobust.losses import _base
 
-# How far a row of the transition matrix may sum from 1 (rounding in a file).
-ROW_SUM_TOLERANCE = 1e-4
 # Beyond this condition number float32 cannot resolve T^{-1} (1 / float32 eps).
 MAX_CONDITION_NUMBER = 1.0 / float(np.finfo(np.float32).eps)
 
 
-def checked_transition_matrix(owner, transition_matrix):
-    """`transition_matrix` as a float64 array, or a `ValueError` saying what is wrong.
-
-    T[i, j] = P(noisy label = j | clean label = i): square, at least 2 x 2,
-    finite, non-negative, each row summing to 1 within `ROW_SUM_TOLERANCE`.
-    """
-    try:
-        matrix = np.asarray(transition_matrix, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{owner} `transition_matrix` must be a square matrix of numbers (a nested list or "
-            f"array); got {transition_matrix!r}."
-        ) from None
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
-        raise ValueError(
-            f"{owner} `transition_matrix` must be square, (classes, classes) with at least 2 "
-            f"classes; got shape {matrix.shape}."
-        )
-    if not np.all(np.isfinite(matrix)):
-        raise ValueError(f"{owner} `transition_matrix` must be finite; got {matrix.tolist()}.")
-    if np.any(matrix < 0):
-        raise ValueError(
-            f"{owner} `transition_matrix` entries are probabilities and must be >= 0; "
-            f"got {matrix.tolist()}."
-        )
-    row_sums = matrix.sum(axis=1)
-    bad_rows = np.flatnonzero(np.abs(row_sums - 1.0) > ROW_SUM_TOLERANCE)
-    if bad_rows.size:
-        sums = ", ".join(f"{total:.6g}" for total in row_sums[bad_rows])
-        message = (
-            f"{owner} `transition_matrix` rows must sum to 1 (T[i, j] = P(noisy = j | clean = i)); "
-            f"rows {bad_rows.tolist()} sum to [{sums}]."
-        )
-        if np.all(np.abs(matrix.sum(axis=0) - 1.0) <= ROW_SUM_TOLERANCE):
-            message += " Its columns sum to 1: pass the transpose."
-        raise ValueError(message)
-    return matrix
+def _checked_transition_matrix(owner, transition_matrix):
+    """`transition_matrix` as float64, by the one validator every tfrobust matrix goes through."""
+    return noise.check_transition_matrix(transition_matrix, source=f"{owner} `transition_matrix`")
 
 
 def _check_num_classes(owner, matrix, y_pred):
@@ -101,7 +66,7 @@ class ForwardCorrection(_base.ClassificationLoss):
     def __init__(self, transition_matrix, from_logits=False, reduction="sum_over_batch_size",
                  name="forward_correction", dtype=None):
         super().__init__(from_logits=from_logits, reduction=reduction, name=name, dtype=dtype)
-        self.transition_matrix = checked_transition_matrix("ForwardCorrection", transition_matrix).tolist()
+        self.transition_matrix = _checked_transition_matrix("ForwardCorrection", transition_matrix).tolist()
 
     def compute(self, targets, y_pred):
         _check_num_classes("ForwardCorrection", self.transition_matrix, y_pred)
@@ -155,7 +120,7 @@ class BackwardCorrection(_base.ClassificationLoss):
     def __init__(self, transition_matrix, from_logits=False, reduction="sum_over_batch_size",
                  name="backward_correction", dtype=None):
         super().__init__(from_logits=from_logits, reduction=reduction, name=name, dtype=dtype)
-        matrix = checked_transition_matrix("BackwardCorrection", transition_matrix)
+        matrix = _checked_transition_matrix("BackwardCorrection", transition_matrix)
         condition = np.linalg.cond(matrix)
         if not condition < MAX_CONDITION_NUMBER:
             raise ValueError(
