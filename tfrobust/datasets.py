@@ -32,12 +32,17 @@ import numpy as np
 import tensorflow as tf
 from sklearn import model_selection
 
+from tfrobust import imbalance as imbalance_lib
 from tfrobust import noise as noise_lib
 
 TFDS_PREFIX = "tfds:"
 
 # Distinct streams derived from the one `seed` argument of `load`.
 _SUBSAMPLE_STREAM, _TEST_STREAM, _VALIDATION_STREAM, _NOISE_STREAM = range(4)
+# The stream of `NoisyDataset.meta_split`, which has its own `seed` argument.
+_META_STREAM = 4
+# The stream that draws the examples an imbalanced (long-tailed) training split keeps.
+_IMBALANCE_STREAM = 5
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -61,6 +66,8 @@ class NoisyDataset:
         noise: the `NoiseSpec` applied.
         noisy_labels: the `NoisyLabels` record of the training split
             (realised rate and transition matrix).
+        imbalance: the `tfrobust.imbalance.ImbalanceSpec` applied to the
+            training split ("none" unless `load(imbalance=...)`).
     """
 
     name: str
@@ -77,6 +84,7 @@ class NoisyDataset:
     input_shape: tuple
     noise: noise_lib.NoiseSpec
     noisy_labels: noise_lib.NoisyLabels
+    imbalance: imbalance_lib.ImbalanceSpec = imbalance_lib.ImbalanceSpec()
 
     def train_dataset(self, batch_size, *, shuffle=True, seed=0, with_clean_labels=False, repeat=False):
         """Batches of the training split for `model.fit` or a custom loop.
@@ -107,6 +115,81 @@ class NoisyDataset:
         """Batches of `(x_test, y_test)` in a fixed order."""
         return _batch(tf.data.Dataset.from_tensor_slices((self.x_test, self.y_test)), batch_size)
 
+    def meta_split(self, *, per_class=None, count=None, seed=0):
+        """Carves a clean meta set out of the training split.
+
+        Methods that learn example weights from a small trusted set (L2RW,
+        Meta-Weight-Net: `tfrobust.reweighting`) need clean examples that the
+        classifier does not also train on. This draws them from the training
+        split, gives them their CLEAN labels (as if a curator had checked
+        them) and removes them from the training split.
+
+        Exactly one of `per_class` (that many examples of each class, chosen
+        by clean label: a balanced meta set, as Ren et al., ICML 2018 use
+        for class imbalance) or `count` (that many in all, stratified by
+        clean label) must be given. The draw is seeded by `seed` alone, so
+        the same data set and arguments give the same meta set.
+
+        Returns:
+            `((x_meta, y_meta), remaining)`: the meta features and their clean
+            int64 labels (in training-split order), and a `NoisyDataset`
+            whose training split lacks them. In `remaining`, `y_train`,
+            `y_train_clean`, `is_corrupted` and `noisy_labels` (with its
+            realised transition matrix recomputed) stay aligned; the
+            validation and test splits are unchanged.
+
+        Raises:
+            ValueError: for neither or both of `per_class` and `count`, a
+                non-positive value, a class with fewer than `per_class`
+                training examples, or a meta set that would leave no
+                training examples.
+        """
+        if (per_class is None) == (count is None):
+            raise ValueError(
+                "meta_split needs exactly one of `per_class` (examples per class) or `count` "
+                f"(examples in all); got per_class={per_class!r}, count={count!r}."
+            )
+        seed = noise_lib._check_seed(seed)
+        rng = np.random.default_rng(_stream(seed, _META_STREAM))
+        clean = self.y_train_clean
+        if per_class is not None:
+            _check_positive_integer(per_class, "per_class")
+            chosen = []
+            for label in range(self.num_classes):
+                members = np.flatnonzero(clean == label)
+                if len(members) < per_class:
+                    raise ValueError(
+                        f"meta_split(per_class={per_class}) needs {per_class} training examples of every "
+                        f"class, but class {label} has {len(members)}. Ask for fewer per class or use "
+                        "`count`."
+                    )
+                chosen.append(rng.choice(members, size=per_class, replace=False))
+            meta = np.sort(np.concatenate(chosen))
+        else:
+            _check_positive_integer(count, "count")
+            if count >= len(clean):
+                raise ValueError(
+                    f"meta_split(count={count}) would leave no training examples: the training "
+                    f"split has {len(clean)}."
+                )
+            _, meta = _stratified_indices(clean, count, int(rng.integers(2**31)), "meta set")
+            meta = np.sort(meta)
+        if len(meta) >= len(clean):
+            raise ValueError(
+                f"meta_split would take all {len(clean)} training examples; ask for fewer."
+            )
+        keep = np.setdiff1d(np.arange(len(clean)), meta)
+        noisy_kept = self.noisy_labels.subset(keep)
+        remaining = dataclasses.replace(
+            self,
+            x_train=self.x_train[keep],
+            y_train=noisy_kept.labels,
+            y_train_clean=clean[keep],
+            is_corrupted=noisy_kept.is_corrupted,
+            noisy_labels=noisy_kept,
+        )
+        return (self.x_train[meta], clean[meta].copy()), remaining
+
     def __repr__(self):
         return (
             f"NoisyDataset(name={self.name!r}, train={len(self.y_train)}, val={len(self.y_val)}, "
@@ -131,6 +214,7 @@ def load(
     data_dir=None,
     download=False,
     max_examples=None,
+    imbalance="none",
 ) -> NoisyDataset:
     """Loads a data set, splits it and corrupts the training labels.
 
@@ -153,6 +237,14 @@ def load(
         max_examples: read at most this many examples from each source split:
             a stratified, seeded subsample for bundled data, the first
             `max_examples` of each TFDS split (TFDS shuffles when preparing).
+        imbalance: an imbalance spec ("longtail:100", "step:10", see
+            `tfrobust.imbalance.parse_imbalance_spec`): a seeded subsample of
+            the training split with that class profile, counted on the TRUE
+            classes. Validation and test splits stay balanced. Imbalance comes
+            first and noise second: the long tail is of true classes, and the
+            kept examples carry the noisy labels the noise process drew for
+            them (each example's label is drawn from the row of its own true
+            class, so this is noise applied to the long-tailed split).
 
     Raises:
         ValueError: for an unknown name, a bad noise spec or bad fractions.
@@ -161,6 +253,7 @@ def load(
             prepare it.
     """
     spec = noise_lib.parse_noise_spec(noise)
+    imbalance_spec = imbalance_lib.parse_imbalance_spec(imbalance)
     seed = noise_lib._check_seed(seed)
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1); got {validation_fraction!r}.")
@@ -189,6 +282,7 @@ def load(
     train, val = _stratified_indices(
         y, validation_fraction, _stream(seed, _VALIDATION_STREAM), "validation split"
     )
+    train = train[imbalance_spec.subsample(y[train], num_classes, seed=_stream(seed, _IMBALANCE_STREAM))]
     noisy_train = noisy_pool.subset(train)
     return NoisyDataset(
         name=name,
@@ -205,6 +299,7 @@ def load(
         input_shape=tuple(x.shape[1:]),
         noise=spec,
         noisy_labels=noisy_train,
+        imbalance=imbalance_spec,
     )
 
 
