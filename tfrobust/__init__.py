@@ -8,9 +8,10 @@ Submodules:
             from bundled real data or any prepared TFDS dataset.
   models    Small task architectures (MLP, CNN) used by the search and the
             benchmark.
-  population  Population models: a CMA-ES generation trained as one model.
-  search    The CMA-ES loss search (evolve), its tasks, evaluators and
-            throughput benchmark; `python -m search.evolve` wraps it.
+  search    The CMA-ES loss search (evolve), its tasks, evaluators,
+            population models (a generation trained as one model), preset
+            tooling and throughput benchmark; `python -m search.evolve`,
+            `search.make_presets` and `search.throughput` wrap it.
   benchmark The method x noise benchmark behind `python -m search.benchmark`.
   plotting  Losses plotted against the true-class probability.
   distribute  The one function that maps a strategy name to tf.distribute.

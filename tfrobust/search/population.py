@@ -1,5 +1,8 @@
 """Population models: P copies of one architecture trained side by side in one graph.
 
+Search-only machinery: the vectorised evaluator of `tfrobust.search` trains a
+CMA-ES generation with it; users train their own models with `tfrobust.models`.
+
 A CMA-ES generation trains one small model per candidate loss. Trained one
 `model.fit` at a time, nearly all the time goes to per-model overhead
 (building, tracing, compiling, Python dispatch). Here the P models become one

@@ -1,4 +1,8 @@
-"""PopulationTaylorLoss: one TaylorLoss per population member, summed over members."""
+"""PopulationTaylorLoss: one TaylorLoss per population member, summed over members.
+
+Search-only: it trains the population models of `tfrobust.search.population`,
+so it lives with the search, not in the public `tfrobust.losses` namespace.
+"""
 
 import keras
 import numpy as np

@@ -8,15 +8,15 @@ of training batches from the task instance's seed.
 import dataclasses
 import functools
 
-import keras
 import numpy as np
 
 from tfrobust import datasets
 from tfrobust import distribute
 from tfrobust import models
-from tfrobust import population
 from tfrobust.losses import TaylorLoss, taylor
-from tfrobust.losses.population_taylor import PopulationTaylorLoss
+from tfrobust.optimizers import make_optimizer
+from tfrobust.search import population
+from tfrobust.search.population_loss import PopulationTaylorLoss
 
 
 @dataclasses.dataclass
@@ -62,16 +62,6 @@ def _prepare(instance, fitness_split):
         num_classes=int(data.num_classes),
         initial_weights=initial.get_weights(),
     )
-
-
-def make_optimizer(name, learning_rate):
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate)
-    raise ValueError(f"Unknown optimizer {name!r}.")
 
 
 def accuracy_of(probabilities, labels):
