@@ -1,0 +1,22 @@
+"""Training methods that learn example weights from a small clean meta set.
+
+Each method is a `keras.Model` that wraps the user's classifier and overrides
+`train_step` (TensorFlow backend), so `compile` / `fit` / callbacks /
+`History` / `tf.distribute` work as usual and the classifier is trained in
+place:
+
+    meta, data = datasets.load("mnist5k", noise="symmetric:0.4").meta_split(per_class=10, seed=0)
+    trainer = reweighting.MetaWeightNet(model, meta_data=meta)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), metrics=["accuracy"])
+    trainer.fit(data.train_dataset(100), epochs=40)
+
+  L2RW           Ren et al., ICML 2018: weights from the meta-gradient at eps = 0.
+  MetaWeightNet  Shu et al., NeurIPS 2019: a 1-100-1 MLP maps loss to weight,
+                 learned by a one-step look-ahead on the meta batch.
+"""
+
+from tfrobust.reweighting.l2rw import L2RW
+from tfrobust.reweighting.meta_weight_net import MetaWeightNet
+from tfrobust.reweighting.meta_weight_net import build_meta_net
+
+__all__ = ["L2RW", "MetaWeightNet", "build_meta_net"]
