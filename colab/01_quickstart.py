@@ -56,7 +56,7 @@ OUTPUT_DIR = "tfrobust_outputs/01_quickstart"  # figures and the saved model go 
 # ## Imports
 #
 # `datasets` loads data with noisy training labels, `models` builds small networks,
-# `losses.TaylorLoss` is the learned loss, and `benchmark.EpochMetrics` is a Keras callback that
+# `losses.TaylorLoss` is the learned loss, and `metrics.EpochMetrics` is a Keras callback that
 # measures clean test accuracy and memorisation after every epoch. The losses are written with
 # `keras.ops` and run on any Keras backend; the data pipelines, the search and the benchmark use
 # TensorFlow, so this notebook picks the TensorFlow backend (Colab's default) before Keras loads.
@@ -72,7 +72,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Image, display
 
-from tfrobust import benchmark, datasets, models, plotting
+from tfrobust import datasets, metrics, models, plotting
 from tfrobust.losses import MeanAbsoluteError, TaylorLoss
 
 OUTPUT_DIR = pathlib.Path(OUTPUT_DIR)
@@ -108,7 +108,7 @@ def train(loss):
     keras.utils.set_random_seed(SEED)
     model = models.build_model("mlp", data.input_shape, data.num_classes, seed=SEED)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"])
-    tracker = benchmark.EpochMetrics(data)
+    tracker = metrics.EpochMetrics(data)
     model.fit(data.x_train, data.y_train, batch_size=BATCH_SIZE, epochs=EPOCHS, verbose=0, callbacks=[tracker])
     return model, tracker.curves
 

@@ -1,13 +1,15 @@
 """Benchmark training methods (losses) under label noise: clean test accuracy and memorisation.
 
-    python -m search.benchmark                       # default preset, ~5 min on 2 CPU cores -> runs/benchmark
-    python -m search.benchmark --preset=full         # the README grid (~2.5 h) -> runs/benchmark_full
+    python -m search.benchmark                       # the default preset -> runs/benchmark
+    python -m search.benchmark --preset=full         # the README grid -> runs/benchmark_full
     python -m search.benchmark --preset=heldout      # evolved TaylorLoss, unseen settings -> runs/benchmark_heldout
     python -m search.benchmark --preset=full --dry_run   # print the grid and its estimated time
 
-Explicit flags override the preset's values. Rerunning a command skips the
-runs already in <output_dir>/results.csv. The work is done by
-`tfrobust.benchmark.run_benchmark`, which notebooks can call directly;
+`--help` lists the presets with their grids (read from
+`tfrobust.benchmark.PRESETS`); `--dry_run` gives a grid's run count and
+estimated time. Explicit flags override the preset's values. Rerunning a
+command skips the runs already in <output_dir>/results.csv. The work is done
+by `tfrobust.benchmark.run_benchmark`, which notebooks can call directly;
 `tfrobust.benchmark.summarize(csv_path)` rebuilds the tables of results.md.
 """
 
@@ -17,34 +19,40 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from tfrobust import benchmark  # noqa: E402
+from tfrobust import benchmark, datasets, models, noise, optimizers  # noqa: E402
 
 _DEFAULTS = benchmark.BenchmarkConfig()
 _AXES = ("methods", "datasets", "architectures", "noise", "seeds")
+
+
+def _per_preset(field):
+    """"full: X, heldout: Y" for the presets whose `field` differs from the default preset's."""
+    values = {name: preset[field] for name, preset in benchmark.PRESETS.items()}
+    return ", ".join(f"{name}: {value}" for name, value in values.items() if value != values["default"])
+
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "default", sorted(benchmark.PRESETS),
-                  "default: every method on digits / mlp, noise none, symmetric:0.4, pairflip:0.4, 3 seeds, "
-                  "20 epochs (a smaller grid than full so that it ends within 10 minutes on 2 CPU cores). "
-                  "full: every method, digits and mnist5k, mlp and cnn, all noise settings, 3 seeds. "
-                  "heldout: the default TaylorLoss against ce, gce, sce, mae on settings the search did not use.")
+                  " ".join(benchmark.describe_preset(name) + "." for name in benchmark.PRESETS))
 flags.DEFINE_list("methods", benchmark.default_methods(),
-                  "Methods: " + ", ".join(benchmark.method_names()) + ", taylor (the default TaylorLoss preset), "
-                  "taylor:<preset>, taylor_file:<coefficient file>. Default: every method and TaylorLoss preset.")
-flags.DEFINE_list("datasets", list(_DEFAULTS.datasets), "digits, mnist5k, or any prepared TFDS data set.")
-flags.DEFINE_list("architectures", list(_DEFAULTS.architectures), "linear, mlp, mlp2, cnn.")
+                  f"Methods: {benchmark.describe_method_names()}. Default: every method and TaylorLoss preset.")
+flags.DEFINE_list("datasets", list(_DEFAULTS.datasets), ", ".join(datasets.available()) + ", or any prepared TFDS data set.")
+flags.DEFINE_list("architectures", list(_DEFAULTS.architectures), ", ".join(models.ARCHITECTURES) + ".")
+_NOISE_FORMS = {"none": "none", "matrix": "matrix:<" + "/".join(noise.MATRIX_FILE_EXTENSIONS) + " file>"}
 flags.DEFINE_list("noise", list(_DEFAULTS.noise),
-                  "Noise settings: none, symmetric:R, pairflip:R, instance:R, matrix:<.npy/.csv/.json file>. "
-                  "The full preset: " + ",".join(benchmark.ALL_NOISE) + ".")
+                  "Noise settings: " + ", ".join(_NOISE_FORMS.get(kind, f"{kind}:R") for kind in noise.NOISE_KINDS)
+                  + ". The whole grid (tfrobust.benchmark.ALL_NOISE): " + ",".join(benchmark.ALL_NOISE) + ".")
 flags.DEFINE_list("seeds", [str(seed) for seed in _DEFAULTS.seeds],
                   "Seeds: each fixes the split, the noise, the initial weights and the batch order for all methods.")
-flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs per run (default preset; full 20, heldout 40).")
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, f"Training epochs per run (default preset; {_per_preset('epochs')}).")
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Examples per training step.")
-flags.DEFINE_string("optimizer", _DEFAULTS.optimizer, "A Keras optimizer name (adam, sgd, rmsprop, adamw, ...).")
+flags.DEFINE_string("optimizer", _DEFAULTS.optimizer,
+                    f"An optimizer name for tfrobust.optimizers.make_optimizer: {', '.join(optimizers.OPTIMIZERS)} "
+                    "or any other Keras optimizer name.")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "The optimizer's learning rate.")
 flags.DEFINE_integer("max_examples", 0, "Read at most this many examples per source split (0: all).")
 flags.DEFINE_string("output_dir", _DEFAULTS.output_dir,
-                    "Folder for results.csv, curves.jsonl, results.md and plots (full: runs/benchmark_full, "
-                    "heldout: runs/benchmark_heldout).")
+                    f"Folder for results.csv, curves.jsonl, results.md and plots ({_per_preset('output_dir')}).")
 flags.DEFINE_bool("save_models", False, "Also save every trained model as <output_dir>/models/<run_id>.keras.")
 flags.DEFINE_string("data_dir", "", "TFDS data directory for prepared TFDS data sets (empty: TFDS's default).")
 flags.DEFINE_bool("dry_run", False, "Print the grid and its estimated run time, train nothing.")

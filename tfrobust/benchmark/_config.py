@@ -1,0 +1,199 @@
+"""Benchmark settings: the named presets, the grid's config, and one run's spec."""
+
+import dataclasses
+import hashlib
+import itertools
+
+from tfrobust import models
+from tfrobust import noise as noise_lib
+from tfrobust.benchmark import _methods
+from tfrobust.optimizers import make_optimizer
+
+ALL_NOISE = (
+    "none", "symmetric:0.2", "symmetric:0.4", "symmetric:0.6", "symmetric:0.8",
+    "pairflip:0.2", "pairflip:0.4", "instance:0.4",
+)
+
+# Presets are values of `BenchmarkConfig` fields; explicit arguments override them.
+# "methods": None stands for `default_methods()`. Each preset's "about" is its
+# one-line description (the --preset help is built from it); its size and run
+# time are derived (`describe_preset`), never written here.
+PRESETS = {
+    "default": {
+        "about": "every method on the smallest grid, a first look (--dry_run estimates its time)",
+        "output_dir": "runs/benchmark",
+        "methods": None,
+        "datasets": ("digits",),
+        "architectures": ("mlp",),
+        "noise": ("none", "symmetric:0.4", "pairflip:0.4"),
+        "seeds": (0, 1, 2),
+        "epochs": 20,
+    },
+    "full": {
+        "about": "the grid of the README table; add --architectures=mlp,cnn and every setting of ALL_NOISE "
+                 "for the whole grid",
+        "output_dir": "runs/benchmark_full",
+        "methods": None,
+        "datasets": ("digits", "mnist5k"),
+        "architectures": ("mlp",),
+        "noise": ("none", "symmetric:0.4", "symmetric:0.8", "pairflip:0.4", "instance:0.4"),
+        "seeds": (0, 1, 2),
+        "epochs": 20,
+    },
+    # The search trains on the linear, mlp and cnn architectures and on symmetric
+    # 0.2 / 0.4 / 0.6 and pair-flip 0.2 / 0.4 noise; this preset uses neither.
+    "heldout": {
+        "about": "the evolved TaylorLoss presets against baselines on an architecture and noise settings the "
+                 "search did not train on (its own two data sets)",
+        "output_dir": "runs/benchmark_heldout",
+        # taylor:cross_entropy_taylor3 is where the searches start from;
+        # evolved_bundled_long is the longer-training search's result.
+        "methods": ("taylor", "taylor:evolved_bundled_long", "taylor:cross_entropy_taylor3", "ce", "gce", "sce",
+                    "mae"),
+        "datasets": ("mnist5k", "digits"),
+        "architectures": ("mlp2",),
+        "noise": ("symmetric:0.5", "symmetric:0.8", "instance:0.4", "pairflip:0.3"),
+        "seeds": (0, 1, 2),
+        "epochs": 40,
+    },
+}
+
+
+def _run_id(key_values):
+    """The run id: a short hash of the key columns' strings, in `RunSpec` field order."""
+    return hashlib.sha1("|".join(key_values).encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run of the grid: everything that decides its result (and its row's key)."""
+
+    dataset: str
+    architecture: str
+    noise: str
+    method: str
+    seed: int
+    epochs: int
+    batch_size: int
+    optimizer: str
+    learning_rate: float
+    max_examples: int | None
+
+    def fields(self):
+        """The key columns of results.csv, as the strings written there, "run_id" first."""
+        values = {
+            "dataset": self.dataset,
+            "architecture": self.architecture,
+            "noise": self.noise,
+            "method": self.method,
+            "seed": str(self.seed),
+            "epochs": str(self.epochs),
+            "batch_size": str(self.batch_size),
+            "optimizer": self.optimizer,
+            "learning_rate": repr(float(self.learning_rate)),
+            "max_examples": "" if self.max_examples is None else str(self.max_examples),
+        }
+        return {"run_id": _run_id(values.values()), **values}
+
+    @property
+    def run_id(self):
+        return self.fields()["run_id"]
+
+    def describe(self):
+        return f"{self.dataset}/{self.architecture} {self.noise} {self.method} seed {self.seed}"
+
+
+KEY_FIELDS = ("run_id",) + tuple(field.name for field in dataclasses.fields(RunSpec))
+
+
+def run_id_matches(row):
+    """Whether `row` (strings keyed by column) carries the run id its key columns hash to.
+
+    A row torn inside its key (or edited by hand) fails this, so it is never
+    mistaken for the run it half names.
+    """
+    values = [row.get(name) for name in KEY_FIELDS[1:]]
+    return all(isinstance(value, str) for value in values) and row.get("run_id") == _run_id(values)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkConfig:
+    """Every setting of a benchmark (the flags of `search.benchmark`).
+
+    The defaults are the "default" preset; `from_preset` gives the others.
+    Axis values are tuples of names; `methods=None` means `default_methods()`.
+    """
+
+    output_dir: str = PRESETS["default"]["output_dir"]
+    methods: tuple | None = PRESETS["default"]["methods"]
+    datasets: tuple = PRESETS["default"]["datasets"]
+    architectures: tuple = PRESETS["default"]["architectures"]
+    noise: tuple = PRESETS["default"]["noise"]
+    seeds: tuple = PRESETS["default"]["seeds"]
+    epochs: int = PRESETS["default"]["epochs"]
+    batch_size: int = 64
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    max_examples: int | None = None
+    save_models: bool = False
+    data_dir: str | None = None  # TFDS data directory (TFDS's own default when None)
+
+    @classmethod
+    def from_preset(cls, name="default", **overrides):
+        """The config of preset `name` (one of `PRESETS`) with `overrides` applied."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+        preset = {key: value for key, value in PRESETS[name].items() if key != "about"}
+        return cls(**{**preset, **overrides})
+
+    def method_list(self):
+        """The canonical method names of the grid."""
+        names = _methods.default_methods() if self.methods is None else self.methods
+        return list(dict.fromkeys(_methods.canonical_method_name(name) for name in names))
+
+    def validate(self):
+        """Raises ValueError (or FileNotFoundError) for anything that would fail mid-grid."""
+        for axis in ("datasets", "architectures", "noise", "seeds"):
+            if not getattr(self, axis):
+                raise ValueError(f"The {axis} axis is empty.")
+        if self.methods is not None and not self.methods:
+            raise ValueError("The methods axis is empty.")
+        for name in self.method_list():
+            _methods.get_method(name)
+        for name in self.architectures:
+            models.architecture(name)
+        for spec in self.noise:
+            spec = noise_lib.parse_noise_spec(spec)
+            if spec.kind == "matrix":
+                noise_lib.load_transition_matrix(spec.matrix_path)
+        for seed in self.seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise ValueError(f"Seeds must be non-negative integers; got {seed!r}.")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}.")
+        make_optimizer(self.optimizer, self.learning_rate)  # raises on a bad name or learning rate
+
+    def runs(self):
+        """Every `RunSpec` of the grid, grouped so that each (dataset, noise, seed) loads once."""
+        noises = [str(noise_lib.parse_noise_spec(spec)) for spec in self.noise]
+        axes = (self.datasets, noises, self.seeds, self.architectures, self.method_list())
+        return [
+            RunSpec(
+                dataset, architecture, noise, method, seed, self.epochs, self.batch_size, self.optimizer,
+                float(self.learning_rate), self.max_examples,
+            )
+            # dict.fromkeys: each value once, in the order given.
+            for dataset, noise, seed, architecture, method in itertools.product(*map(dict.fromkeys, axes))
+        ]
+
+
+def describe_preset(name):
+    """One line for preset `name`: what it is for and its grid, from `PRESETS` itself."""
+    config = BenchmarkConfig.from_preset(name)
+    methods = "every method" if config.methods is None else ", ".join(config.methods)
+    return (
+        f"{name}: {PRESETS[name]['about']} ({len(config.runs())} runs: {methods}; {', '.join(config.datasets)}; "
+        f"{', '.join(config.architectures)}; noise {', '.join(config.noise)}; {len(config.seeds)} seeds; "
+        f"{config.epochs} epochs; -> {config.output_dir})"
+    )
