@@ -30,7 +30,8 @@ class ReweightingTrainer(keras.Model):
         meta_batch_size: clean examples per step (the whole meta set when it
             is smaller).
         seed: seeds the meta batches: the batch of step t depends on
-            (seed, t) only, whatever the number of replicas.
+            (seed, t) only, whatever the number of replicas (and MetaWeightNet
+            seeds its default meta-net with it).
     """
 
     # The nested objects of the config (deserialised by `from_config`).
@@ -75,17 +76,19 @@ class ReweightingTrainer(keras.Model):
         # rather than inside the first traced step.
         probe_x, probe_y = x[:2], y[:2]
         probe = self.model(probe_x, training=False)
-        values = _core.per_example_loss(self.base_loss, probe_y, probe, owner)
+        if len(probe.shape) != 2 or probe.shape[-1] < 2:
+            _core.per_example_loss(self.base_loss, probe_y, probe, owner)  # raises the output-shape error
         num_classes = int(probe.shape[-1])
-        if tuple(values.shape) != (len(probe_y),):
-            raise ValueError(
-                f"{owner}: the base loss returned shape {tuple(values.shape)} for {len(probe_y)} examples; "
-                "it must return one value per example."
-            )
         if y.max() >= num_classes:
             raise ValueError(
                 f"{owner}: meta labels must lie in [0, {num_classes}) for a model with {num_classes} outputs; "
                 f"found label {int(y.max())}. Check that the meta set and the model belong to the same task."
+            )
+        values = _core.per_example_loss(self.base_loss, probe_y, probe, owner)
+        if tuple(values.shape) != (len(probe_y),):
+            raise ValueError(
+                f"{owner}: the base loss returned shape {tuple(values.shape)} for {len(probe_y)} examples; "
+                "it must return one value per example."
             )
         self._meta_x = tf.constant(x)
         self._meta_y = tf.constant(y)
@@ -143,6 +146,10 @@ class ReweightingTrainer(keras.Model):
         with self.distribute_strategy.scope():
             if not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
+
+    def compile_from_config(self, config):
+        """Compiles a trainer revived by Keras with its saved compile arguments."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The mean base loss (plus the model's own losses), used by `evaluate` and validation."""

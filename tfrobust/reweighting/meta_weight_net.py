@@ -15,18 +15,22 @@ DEFAULT_META_LEARNING_RATE = 1e-3
 DEFAULT_META_WEIGHT_DECAY = 1e-4
 
 
-def build_meta_net(hidden_units=DEFAULT_HIDDEN_UNITS, name="meta_weight_net"):
+def build_meta_net(hidden_units=DEFAULT_HIDDEN_UNITS, seed=None, name="meta_weight_net"):
     """V(l; Theta) = sigmoid(W2 relu(W1 l + b1) + b2): loss (n, 1) -> weight (n, 1) in (0, 1).
 
-    The one-hidden-layer MLP of Shu et al. (NeurIPS 2019). Keras's default
-    initialisers are used (PyTorch's differ), so a fresh net maps every loss
-    to a weight near 0.5.
+    The one-hidden-layer MLP of Shu et al. (NeurIPS 2019). Kernels are
+    Glorot-uniform (seeded by `seed` when given) and biases zero, Keras's
+    defaults rather than PyTorch's, so a fresh net maps every loss to a
+    weight near 0.5.
     """
+    def kernel(offset):
+        return keras.initializers.GlorotUniform(None if seed is None else seed + offset)
+
     return keras.Sequential(
         [
             keras.Input((1,)),
-            keras.layers.Dense(hidden_units, activation="relu"),
-            keras.layers.Dense(1, activation="sigmoid"),
+            keras.layers.Dense(hidden_units, activation="relu", kernel_initializer=kernel(0)),
+            keras.layers.Dense(1, activation="sigmoid", kernel_initializer=kernel(1)),
         ],
         name=name,
     )
@@ -65,7 +69,7 @@ class MetaWeightNet(ReweightingTrainer):
             `ReweightingTrainer` (meta_batch_size defaults to 100, as in the
             official code).
         meta_net: the weighting net, a Keras model from (n, 1) losses to
-            (n, 1) weights; default `build_meta_net()` (1-100-1 MLP).
+            (n, 1) weights; default `build_meta_net(seed=seed)` (1-100-1 MLP).
         meta_optimizer: optimizer of the meta-net (default Adam, 1e-3).
         meta_weight_decay: L2 coefficient added to the meta-net's gradient
             (coupled, as PyTorch's Adam does; default 1e-4).
@@ -85,7 +89,7 @@ class MetaWeightNet(ReweightingTrainer):
                  meta_weight_decay=DEFAULT_META_WEIGHT_DECAY, meta_batch_size=_core.DEFAULT_META_BATCH_SIZE, seed=0,
                  **kwargs):
         super().__init__(model, meta_data=meta_data, loss=loss, meta_batch_size=meta_batch_size, seed=seed, **kwargs)
-        self.meta_net = build_meta_net() if meta_net is None else meta_net
+        self.meta_net = build_meta_net(seed=self.seed) if meta_net is None else meta_net
         if not isinstance(self.meta_net, keras.Model):
             raise TypeError(f"MetaWeightNet `meta_net` must be a keras.Model; got {type(self.meta_net).__name__}.")
         probe = self.meta_net(np.zeros((2, 1), dtype=keras.backend.floatx()))
