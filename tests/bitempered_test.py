@@ -73,6 +73,50 @@ def test_value_against_numpy(t1, t2, label_smoothing):
     np.testing.assert_allclose(np.asarray(default(labels, logits)), expected, rtol=2e-3, atol=1e-4)
 
 
+# Published values: the tests of the authors' reference implementation (google/bi-tempered-loss,
+# tensorflow/loss_test.py), computed there with the default 5 fixed-point iterations.
+REFERENCE_ACTIVATIONS = [[-0.5, 0.1, 2.0], [0.1, 1.5, -5.0], [4.0, -3.0, -6.0]]
+
+
+def test_values_published_with_the_reference_implementation():
+    soft_labels = np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1], [0.2, 0.8, 0.0]], dtype="float32")
+    loss = BiTemperedLogisticLoss(t1=0.5, t2=1.5, from_logits=True, reduction=None)
+    np.testing.assert_allclose(
+        np.asarray(loss(soft_labels, REFERENCE_ACTIVATIONS)), [0.02301914, 0.18972909, 0.93874922], atol=1e-5
+    )
+    smoothed = BiTemperedLogisticLoss(t1=0.5, t2=1.5, label_smoothing=0.1, from_logits=True, reduction=None)
+    np.testing.assert_allclose(
+        np.asarray(smoothed([0, 1, 2], REFERENCE_ACTIVATIONS)), [0.76652711, 0.08627685, 1.35443510], atol=1e-5
+    )
+    # (The reference also lists t1 = t2 = 1: there it returns cross-entropy, which for this soft
+    # label exceeds the Bregman divergence, KL(y || p), by the constant entropy of y.)
+    for (t1, t2), expected in zip([(0.9, 1.1), (0.8, 1.2), (0.7, 1.3)], [0.45677936, 0.34298314, 0.26295574]):
+        loss = BiTemperedLogisticLoss(t1=t1, t2=t2, from_logits=True, reduction=None)
+        np.testing.assert_allclose(np.asarray(loss([[0.2, 0.5, 0.3]], [[-0.5, 0.1, 2.0]])), [expected], atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(bitempered.tempered_softmax(np.array(REFERENCE_ACTIVATIONS, "float32"), 4.0, num_iters=5)),
+        [[0.3205458, 0.32714278, 0.3523402], [0.3430056, 0.36491093, 0.29220778],
+         [0.41369352, 0.30534995, 0.28299212]],
+        atol=1e-6,
+    )
+
+
+def test_softmax_output_is_read_from_its_logits_in_graphs():
+    # Logit gaps of 50 put p far below EPSILON: clipped probabilities would lose them, logits keep them.
+    import tensorflow as tf
+
+    logits = tf.constant([[50.0, 0.0, -50.0], [-3.0, 4.0, 0.5]])
+    labels = np.array([2, 1])
+    loss = BiTemperedLogisticLoss(t1=0.5, t2=1.5, reduction=None)
+    in_graph = tf.function(lambda values: loss(labels, tf.nn.softmax(values)))(logits)
+    expected = _bi_tempered_numpy(labels, logits.numpy(), 0.5, 1.5)
+    np.testing.assert_allclose(np.asarray(in_graph), expected, rtol=2e-3)
+    # Eagerly the same probabilities are clipped: the activation -50 is read as log(EPSILON) = -16.1.
+    eager = np.asarray(loss(labels, tf.nn.softmax(logits)))
+    assert abs(eager[0] - expected[0]) > 1e-3
+    np.testing.assert_allclose(eager[1], expected[1], rtol=2e-3)
+
+
 def test_probabilities_are_read_as_log_activations():
     # log p differs from the logits by a per-example shift, to which the tempered softmax is blind.
     labels, probs, logits = loss_helpers.random_batch(num_classes=4, seed=5)

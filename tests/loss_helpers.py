@@ -130,3 +130,32 @@ def check_standard(loss_class, kwargs, tmp_path, config_kwargs):
     check_finite_at_edges(loss_class, kwargs)
     check_mixed_precision(loss_class(**kwargs))
     check_save_load(loss_class(**kwargs), tmp_path)
+
+
+# One instance per loss in tfrobust.losses, with non-default hyperparameters where that
+# exercises more of the loss: the backend and input-check tests run over all of them.
+TRANSITION_MATRIX = [[0.8, 0.1, 0.05, 0.05], [0.1, 0.8, 0.05, 0.05], [0.05, 0.05, 0.8, 0.1], [0.05, 0.05, 0.1, 0.8]]
+EVERY_LOSS = {
+    "BackwardCorrection": {"transition_matrix": TRANSITION_MATRIX},
+    "BiTemperedLogisticLoss": {"t1": 0.7, "t2": 1.3},
+    "BootstrapHard": {"beta": 0.8},
+    "BootstrapSoft": {"beta": 0.95},
+    "FocalLoss": {"gamma": 2.0, "alpha": 0.25},
+    "ForwardCorrection": {"transition_matrix": TRANSITION_MATRIX},
+    "GeneralizedCrossEntropy": {"q": 0.7},
+    "MeanAbsoluteError": {},
+    "NCEandRCE": {"alpha": 1.0, "beta": 1.0},
+    "NormalizedCrossEntropy": {},
+    "Poly1CrossEntropy": {"epsilon": 1.0},
+    "ReverseCrossEntropy": {},
+    "SymmetricCrossEntropy": {"alpha": 0.1, "beta": 1.0},
+    "TaylorCrossEntropy": {"order": 2},
+    "TaylorLoss": {"coefficients": [0.3, 0.6, 0.5, -1.2, 2.0, 0.7, -0.4, 0.25]},
+}
+
+
+def make_loss(name, **kwargs):
+    """A new instance of tfrobust.losses.`name` with its EVERY_LOSS settings (and `kwargs`)."""
+    from tfrobust import losses
+
+    return getattr(losses, name)(**EVERY_LOSS[name], **kwargs)

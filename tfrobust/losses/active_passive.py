@@ -35,7 +35,8 @@ class NormalizedCrossEntropy(_base.ClassificationLoss):
 
     Args:
         from_logits: whether `y_pred` holds logits (softmax is applied)
-            rather than probabilities.
+            rather than probabilities (rows in [0, 1] summing to 1; other
+            values give meaningless losses, see `ClassificationLoss`).
         reduction: Type of reduction to apply to the loss. Defaults to
             `"sum_over_batch_size"`; `None` returns one value per example.
         name: Optional name for the loss instance.
@@ -79,7 +80,8 @@ class ReverseCrossEntropy(_base.ClassificationLoss):
         log_zero: A, the value given to log 0; a negative number. Defaults
             to `-4.0`, the value of both papers.
         from_logits: whether `y_pred` holds logits (softmax is applied)
-            rather than probabilities.
+            rather than probabilities (rows in [0, 1] summing to 1; other
+            values give meaningless losses, see `ClassificationLoss`).
         reduction: Type of reduction to apply to the loss. Defaults to
             `"sum_over_batch_size"`; `None` returns one value per example.
         name: Optional name for the loss instance.
@@ -133,7 +135,8 @@ class NCEandRCE(_base.ClassificationLoss):
         log_zero: A, the value given to log 0 in RCE; a negative number.
             Defaults to `-4.0`.
         from_logits: whether `y_pred` holds logits (softmax is applied)
-            rather than probabilities.
+            rather than probabilities (rows in [0, 1] summing to 1; other
+            values give meaningless losses, see `ClassificationLoss`).
         reduction: Type of reduction to apply to the loss. Defaults to
             `"sum_over_batch_size"`; `None` returns one value per example.
         name: Optional name for the loss instance.

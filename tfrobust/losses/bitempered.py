@@ -64,10 +64,13 @@ class BiTemperedLogisticLoss(_base.ClassificationLoss):
     are taken through those iterations by automatic differentiation (the
     reference code uses the closed-form gradient of the exact normaliser).
 
-    The loss naturally takes logits. With `from_logits=False` it uses
-    log(p) as the activations: logits up to a per-example shift, to which
-    the tempered softmax is invariant (p is clipped into [EPSILON, 1] first,
-    so probabilities below EPSILON are read as EPSILON).
+    The loss is defined on activations, so it naturally takes logits. With
+    `from_logits=False` it uses log(p) as the activations: logits up to a
+    per-example shift, to which the tempered softmax is invariant. Inside a
+    TensorFlow graph (`model.fit`) a softmax output is read from its logits,
+    like every tfrobust loss, so the activations are exactly the model's
+    logits (shifted); eagerly and on the other backends p is clipped into
+    [EPSILON, 1] first, so probabilities below EPSILON are read as EPSILON.
 
     Clipping: the tempered probabilities are clipped into [EPSILON, 1]
     before log_t1, whose gradient u^(-t1) is infinite at u = 0 for t1 > 0
@@ -125,7 +128,9 @@ class BiTemperedLogisticLoss(_base.ClassificationLoss):
         self.num_iters = _base.checked_integer(owner, "num_iters", num_iters, minimum=1)
 
     def compute(self, targets, y_pred):
-        activations = y_pred if self.from_logits else ops.log(_base.clipped(y_pred))
+        # The tempered softmax is invariant to a per-example shift of its activations, so
+        # log p (a log-softmax of the logits, where the graph has them) serves as logits.
+        activations = y_pred if self.from_logits else _base.log_probabilities(y_pred, from_logits=False)
         if self.label_smoothing > 0.0:
             num_classes = targets.shape[-1]
             spread = self.label_smoothing / (num_classes - 1)

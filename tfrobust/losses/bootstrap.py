@@ -50,7 +50,8 @@ class BootstrapSoft(_Bootstrap):
             `beta = 1` is cross-entropy. Defaults to `0.95`, the paper's
             value for soft bootstrapping.
         from_logits: whether `y_pred` holds logits (softmax is applied)
-            rather than probabilities.
+            rather than probabilities (rows in [0, 1] summing to 1; other
+            values give meaningless losses, see `ClassificationLoss`).
         reduction: Type of reduction to apply to the loss. Defaults to
             `"sum_over_batch_size"`; `None` returns one value per example.
         name: Optional name for the loss instance.
@@ -97,7 +98,8 @@ class BootstrapHard(_Bootstrap):
             `beta = 1` is cross-entropy. Defaults to `0.8`, the paper's
             value for hard bootstrapping.
         from_logits: whether `y_pred` holds logits (softmax is applied)
-            rather than probabilities.
+            rather than probabilities (rows in [0, 1] summing to 1; other
+            values give meaningless losses, see `ClassificationLoss`).
         reduction: Type of reduction to apply to the loss. Defaults to
             `"sum_over_batch_size"`; `None` returns one value per example.
         name: Optional name for the loss instance.

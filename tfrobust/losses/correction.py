@@ -46,7 +46,8 @@ class ForwardCorrection(_base.ClassificationLoss):
         transition_matrix: T, a (classes, classes) nested list or array of
             probabilities whose rows sum to 1. Stored as a nested list.
         from_logits: whether `y_pred` holds logits (softmax is applied)
-            rather than probabilities.
+            rather than probabilities (rows in [0, 1] summing to 1; other
+            values give meaningless losses, see `ClassificationLoss`).
         reduction: Type of reduction to apply to the loss. Defaults to
             `"sum_over_batch_size"`; `None` returns one value per example.
         name: Optional name for the loss instance.
@@ -100,7 +101,8 @@ class BackwardCorrection(_base.ClassificationLoss):
             or array of probabilities whose rows sum to 1. Stored as a
             nested list; its inverse is computed once, in float64.
         from_logits: whether `y_pred` holds logits (softmax is applied)
-            rather than probabilities.
+            rather than probabilities (rows in [0, 1] summing to 1; other
+            values give meaningless losses, see `ClassificationLoss`).
         reduction: Type of reduction to apply to the loss. Defaults to
             `"sum_over_batch_size"`; `None` returns one value per example.
         name: Optional name for the loss instance.

@@ -34,7 +34,8 @@ class FocalLoss(_base.ClassificationLoss):
             all classes, or a list with one non-negative weight per class.
             Defaults to `None`.
         from_logits: whether `y_pred` holds logits (softmax is applied)
-            rather than probabilities.
+            rather than probabilities (rows in [0, 1] summing to 1; other
+            values give meaningless losses, see `ClassificationLoss`).
         reduction: Type of reduction to apply to the loss. Defaults to
             `"sum_over_batch_size"`; `None` returns one value per example.
         name: Optional name for the loss instance.

@@ -31,7 +31,8 @@ class GeneralizedCrossEntropy(_base.ClassificationLoss):
     Args:
         q: the exponent, in (0, 1]. Defaults to `0.7`.
         from_logits: whether `y_pred` holds logits (softmax is applied)
-            rather than probabilities.
+            rather than probabilities (rows in [0, 1] summing to 1; other
+            values give meaningless losses, see `ClassificationLoss`).
         reduction: Type of reduction to apply to the loss. Defaults to
             `"sum_over_batch_size"`; `None` returns one value per example.
         name: Optional name for the loss instance.
