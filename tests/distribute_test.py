@@ -11,18 +11,14 @@ import pytest
 import tensorflow as tf
 
 from tfrobust import distribute
+from tfrobust.losses import GeneralizedCrossEntropy
 from tfrobust.losses import TaylorLoss
 
 CANDIDATE_LOSSES = {
     "taylor": lambda: TaylorLoss([0.3, 0.6, 0.5, -1.2, 2.0, 0.7, -0.4, 0.25]),
     "taylor_pretrained_logits": lambda: TaylorLoss.pretrained(from_logits=True),
+    "baseline": lambda: GeneralizedCrossEntropy(q=0.7),
 }
-
-
-def _baseline_loss():
-    from tfrobust import losses
-
-    return losses.GeneralizedCrossEntropy(q=0.7) if hasattr(losses, "GeneralizedCrossEntropy") else None
 
 
 def _train(strategy, make_loss, from_logits):
@@ -47,19 +43,19 @@ def _train(strategy, make_loss, from_logits):
     return first, history.history["loss"], [w.numpy() for w in model.weights]
 
 
-@pytest.mark.parametrize("name", list(CANDIDATE_LOSSES) + ["baseline"])
+@pytest.mark.parametrize("name", list(CANDIDATE_LOSSES))
 def test_mirrored_matches_single_device(name):
-    if name == "baseline":
-        make_loss = _baseline_loss
-        if make_loss() is None:
-            pytest.skip("baseline losses not built yet")
-    else:
-        make_loss = CANDIDATE_LOSSES[name]
+    make_loss = CANDIDATE_LOSSES[name]
     from_logits = make_loss().from_logits
     mirrored = distribute.get_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
     assert mirrored.num_replicas_in_sync == 2
     single = _train(distribute.get_strategy("off"), make_loss, from_logits)
     double = _train(mirrored, make_loss, from_logits)
+    # The two runs differ only in the order of float32 sums: each replica sums half the batch and
+    # the all-reduce adds the halves. That reordering moves a value by a few float32 ulps (~1e-7
+    # relative) per step; over 8 steps of SGD it stays well inside 1e-5 for the losses and 1e-4
+    # (with atol for weights near 0) for the weights, while a per-replica-averaged loss (the bug
+    # this guards against) is off by a factor of 2 in the update.
     np.testing.assert_allclose(double[0], single[0], rtol=1e-5)
     np.testing.assert_allclose(double[1], single[1], rtol=1e-5)
     for after_mirrored, after_single in zip(double[2], single[2]):
