@@ -16,11 +16,17 @@ def write_bytes(path, data):
     """Writes `data` (bytes) to `path` atomically, creating the folder."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = _temporary(path)
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        # A failed write (disk full, an interrupt) leaves the target as it was and no half file beside it.
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
 
 
 def write_text(path, text):
@@ -46,13 +52,26 @@ def read_jsonl(path):
     return records
 
 
+def _ends_inside_a_line(path):
+    """Whether the file at `path` exists and its last line lacks its newline (a torn write)."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"
+
+
 def append_jsonl(path, records):
     """Appends `records` (dicts) to a JSON-lines file, one line each, and syncs it to disk.
 
-    A crash can tear at most the last line, which `read_jsonl` skips.
+    A crash can tear at most the last line, which `read_jsonl` skips. A torn
+    line is ended first, so the records appended after it stay whole.
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torn = _ends_inside_a_line(path)
     with open(path, "a") as handle:
+        if torn:
+            handle.write("\n")
         for record in records:
             handle.write(json.dumps(record) + "\n")
         handle.flush()
