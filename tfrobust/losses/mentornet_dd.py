@@ -78,11 +78,12 @@ class MentorNet(keras.Model):
         self.logit = keras.layers.Dense(1, kernel_initializer=initializer(keras.initializers.GlorotUniform, 4), name="logit")
 
     def build(self, input_shape=None):
-        self.loss_lstm.build((None, 1, 2))
-        self.label_embedding.build((None,))
-        self.progress_embedding.build((None,))
-        self.hidden.build((None, 2 + self.label_embedding_size + self.epoch_embedding_size))
-        self.logit.build((None, self.hidden_units))
+        shapes = ((self.loss_lstm, (None, 1, 2)), (self.label_embedding, (None,)), (self.progress_embedding, (None,)),
+                  (self.hidden, (None, 2 + self.label_embedding_size + self.epoch_embedding_size)),
+                  (self.logit, (None, self.hidden_units)))
+        for layer, shape in shapes:
+            if not layer.built:
+                layer.build(shape)
         self.built = True
 
     def call(self, features):
@@ -265,8 +266,13 @@ class MentorNetDD(mentornet.MentorNetLoss):
 
     def get_config(self):
         config = super().get_config()
+        model = keras.saving.serialize_keras_object(self.mentor)
+        # The student needs the mentor's forward pass only, not how it was compiled; its
+        # input shape is fixed (a JSON round trip would turn the build config's tuple into a list).
+        model.pop("compile_config", None)
+        model.pop("build_config", None)
         config["mentor"] = {
-            "model": keras.saving.serialize_keras_object(self.mentor),
+            "model": model,
             "weights": [weight.tolist() for weight in self.mentor.get_weights()],
         }
         return config
@@ -277,7 +283,8 @@ def _as_mentor(mentor):
         mentor = keras.models.load_model(mentor)
     elif isinstance(mentor, dict) and set(mentor) == {"model", "weights"}:
         rebuilt = keras.saving.deserialize_keras_object(mentor["model"])
-        rebuilt.build((None, len(FEATURES)))
+        if not rebuilt.built:
+            rebuilt.build((None, len(FEATURES)))
         rebuilt.set_weights([np.asarray(weight, dtype=np.float32) for weight in mentor["weights"]])
         mentor = rebuilt
     if not isinstance(mentor, keras.Model):
