@@ -103,7 +103,7 @@ for task in suite.tasks:
 # The search starts from the `cross_entropy_taylor3` preset (the Taylor expansion of
 # cross-entropy) with step size `sigma`, and writes everything to `output_dir`: the selected
 # loss, a log line per candidate, a checkpoint after every generation and two plots.
-# `resume=True` makes this cell safe to run again: a finished search is not repeated, an
+# `resume=evolve.has_run(...)` makes this cell safe to run again: a finished search is not repeated, an
 # interrupted one continues from its checkpoint, and raising `GENERATIONS` extends it.
 
 # %%
@@ -113,9 +113,9 @@ config = evolve.SearchConfig(
     generations=GENERATIONS,
     task_suite=TASK_SUITE,
     seed=SEED,
-    resume=True,
+    resume=evolve.has_run(OUTPUT_DIR),  # continue the run there, if there is one
 )
-record = evolve.run_search(config)
+record = evolve.run_search(config).record
 
 # %% [markdown]
 # ## The log: one line per candidate

@@ -1,42 +1,38 @@
 """Evolve TaylorLoss coefficients with CMA-ES on noisy-label tasks.
 
     python -m search.evolve --output_dir=runs/evolve
+    python -m search.evolve --output_dir=runs/evolve --resume   # after a kill, a failure or to extend
 
-The work is done by `tfrobust.search.evolve.run_search`, which notebooks can
-call directly. Load the result with
+Every flag is a field of `tfrobust.search.evolve.SearchConfig` (its default,
+help text and choices come from there); the work is done by `run_search`,
+which notebooks call directly. Exits non-zero with the cause when the
+search's evaluations fail. Load the result with
 `tfrobust.losses.TaylorLoss.from_file("runs/evolve/best_coefficients.json")`.
 """
 
+import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from tfrobust.search import evolve  # noqa: E402
+from tfrobust.search import checkpoint, evolve  # noqa: E402
 
-_DEFAULTS = evolve.SearchConfig()
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("population_size", _DEFAULTS.population_size, "CMA-ES population (lambda), at least 2.")
-flags.DEFINE_integer("generations", _DEFAULTS.generations, "Number of CMA-ES generations.")
-flags.DEFINE_float("sigma", _DEFAULTS.sigma, "Initial CMA-ES step size.")
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the whole search (candidates, tasks, data, weights).")
-flags.DEFINE_integer("order", _DEFAULTS.order, "TaylorLoss order (2 + order*(order+1)/2 coefficients).")
-flags.DEFINE_string("task_suite", _DEFAULTS.task_suite, "Named suite (default, bundled, bundled_long, tiny) or a JSON suite file.")
-flags.DEFINE_integer("tasks_per_generation", 0, "Tasks drawn per generation (0: the suite's own number).")
-flags.DEFINE_enum("fitness_split", "clean", ["clean", "noisy"],
-                  "Score on the clean validation split, or on a noisy one (no clean data needed).")
-flags.DEFINE_string("init", _DEFAULTS.init, "Starting point: a TaylorLoss preset of the same order, or 'zeros'.")
-flags.DEFINE_enum("evaluator", "auto", ["auto", "vectorized", "per_candidate"],
-                  "auto: train a whole generation at once where the architecture allows, else per candidate.")
-flags.DEFINE_enum("executor", "inline", ["inline", "processes", "ray"], "Where evaluation jobs run.")
-flags.DEFINE_integer("num_workers", 2, "Worker processes for --executor=processes.")
-flags.DEFINE_string("ray_address", "", "Address of an existing Ray cluster (empty: a local Ray instance).")
-flags.DEFINE_enum("distribution_strategy", "off", ["off", "one_device", "mirrored"],
-                  "tf.distribute strategy each model trains under (mirrored: all GPUs).")
-flags.DEFINE_integer("selection_repeats", 1, "Final selection: seeds per suite task.")
-flags.DEFINE_string("output_dir", _DEFAULTS.output_dir, "Folder for checkpoint, logs, plots and the result.")
-flags.DEFINE_bool("resume", False, "Continue the search checkpointed in --output_dir.")
+_FIELDS = [f for f in dataclasses.fields(evolve.SearchConfig) if f.name != "command"]
+for _field in _FIELDS:
+    _help = _field.metadata["help"]
+    if _field.name in evolve.CHOICES:
+        flags.DEFINE_enum(_field.name, _field.default, list(evolve.CHOICES[_field.name]), _help)
+    elif isinstance(_field.default, bool):
+        flags.DEFINE_bool(_field.name, _field.default, _help)
+    elif isinstance(_field.default, int):
+        flags.DEFINE_integer(_field.name, _field.default, _help)
+    elif isinstance(_field.default, float):
+        flags.DEFINE_float(_field.name, _field.default, _help)
+    else:
+        flags.DEFINE_string(_field.name, _field.default, _help)
 
 
 def main(argv):
@@ -45,18 +41,13 @@ def main(argv):
     tf.get_logger().setLevel("ERROR")  # expected retracing across tasks of different sizes
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    config = evolve.SearchConfig(
-        output_dir=FLAGS.output_dir, population_size=FLAGS.population_size, generations=FLAGS.generations,
-        sigma=FLAGS.sigma, seed=FLAGS.seed, order=FLAGS.order, task_suite=FLAGS.task_suite,
-        tasks_per_generation=FLAGS.tasks_per_generation, fitness_split=FLAGS.fitness_split, init=FLAGS.init,
-        evaluator=FLAGS.evaluator, executor=FLAGS.executor, num_workers=FLAGS.num_workers,
-        ray_address=FLAGS.ray_address, distribution_strategy=FLAGS.distribution_strategy,
-        selection_repeats=FLAGS.selection_repeats, resume=FLAGS.resume, command=evolve.command_line(),
-    )
+    config = evolve.SearchConfig(**{f.name: FLAGS[f.name].value for f in _FIELDS}, command=evolve.command_line())
     try:
         evolve.run_search(config)
-    except (ValueError, FileExistsError) as error:
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
         raise app.UsageError(str(error)) from None
+    except (evolve.SearchFailedError, checkpoint.CheckpointError) as error:
+        raise SystemExit(f"search.evolve stopped: {error}") from None
 
 
 if __name__ == "__main__":

@@ -12,3 +12,10 @@ def square_or_crash(job):
         open(marker, "w").close()
         os._exit(3)
     return value * value
+
+
+def raise_for_negative(job):
+    """Job `value`: its square, or a ValueError for a negative value (a job that raises in a worker)."""
+    if job < 0:
+        raise ValueError(f"negative job {job}")
+    return job * job

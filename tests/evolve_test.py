@@ -1,37 +1,47 @@
-"""search.evolve end to end: outputs, kill-and-resume, faults, bad flags, executors."""
+"""search.evolve end to end: outputs, statuses, kill-and-resume, failures that stop the run, bad flags."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from tests.crash_jobs import square_or_crash
 from tfrobust.losses import TaylorLoss
-from tfrobust.search import evaluation, evolve, tasks
+from tfrobust.search import evolve
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUTPUTS = ("best_coefficients.json", "evaluations.jsonl", "checkpoint.pkl", "fitness.png", "loss_curve.png")
+OUTPUTS = ("best_coefficients.json", "evaluations.jsonl", "run.json", "checkpoint.pkl", "fitness.png",
+           "loss_curve.png")
+CHANCE = 0.1  # ten digit classes
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+
+# Runs a search whose printer SIGKILLs the process at the first line starting with argv[2]: a real
+# kill at a known point (right after a checkpoint), with no clock involved.
+KILLING_SEARCH = """
+import json, os, signal, sys
+from tfrobust.search import evolve
+def printer(line):
+    print(line, flush=True)
+    if sys.argv[2] and line.startswith(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+evolve.run_search(evolve.SearchConfig(**json.loads(sys.argv[1])), printer=printer)
+"""
 
 
 def run_evolve(*flags, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    return subprocess.run(
-        [sys.executable, "-m", "search.evolve", *flags], cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=timeout,
-    )
+    return subprocess.run([sys.executable, "-m", "search.evolve", *flags], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
 
 
-def start_evolve(*flags):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "search.evolve", *flags], cwd=REPO, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+def run_killing_search(config, kill_at="", timeout=300):
+    return subprocess.run([sys.executable, "-c", KILLING_SEARCH, json.dumps(config), kill_at], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _evaluations(folder):
+    return [json.loads(line) for line in (folder / "evaluations.jsonl").read_text().splitlines()]
 
 
 def test_issue_command_writes_every_output(tmp_path):
@@ -42,15 +52,19 @@ def test_issue_command_writes_every_output(tmp_path):
         assert (out / name).exists(), name
     assert list(out.glob("events.out.tfevents.*")), "no TensorBoard scalars"
     log = result.stdout + result.stderr
-    assert "gen 2/2" in log and "ETA" in log and "evals/s" in log and "vectorized" in log
-    records = [json.loads(line) for line in (out / "evaluations.jsonl").read_text().splitlines()]
+    assert "gen 2/2" in log and "failed 0  nonfinite" in log and "ETA" in log and "vectorized" in log
+    records = _evaluations(out)
     assert len(records) == 8 and {r["generation"] for r in records} == {0, 1}
+    assert [r["status"] for r in records] == ["ok"] * 8
     for record in records:
         assert set(record) >= {"generation", "coefficients", "accuracies", "fitness", "seconds", "status"}
         assert record["fitness"] == pytest.approx(np.mean(list(record["accuracies"].values())))
+    assert np.mean([r["fitness"] for r in records]) > 3 * CHANCE
     best = json.loads((out / "best_coefficients.json").read_text())
-    for key in ("command", "seed", "budget", "fitness", "wall_time_s", "machine", "created"):
+    for key in ("command", "seed", "budget", "fitness", "wall_time_s", "machine", "created", "revision", "dirty"):
         assert key in best["provenance"]
+    assert best["provenance"]["failed_evaluations"] == 0
+    assert [s["status"] for s in best["selection"]] == ["ok"] * len(best["selection"])
     # The result loads into TaylorLoss and trains a model.
     import keras
 
@@ -67,14 +81,14 @@ def test_issue_command_writes_every_output(tmp_path):
     assert image.imread(str(out / "fitness.png")).shape[0] > 100
 
 
-def _suite_file(tmp_path):
+def _suite_file(tmp_path, noise="pairflip:0.3"):
     path = tmp_path / "suite.json"
     path.write_text(json.dumps({
         "name": "resume-test",
         "tasks_per_generation": 1,
         "tasks": [
             {"dataset": "digits", "architecture": "mlp", "noise": "symmetric:0.4", "steps": 150},
-            {"dataset": "digits", "architecture": "linear", "noise": "pairflip:0.3", "steps": 150},
+            {"dataset": "digits", "architecture": "linear", "noise": noise, "steps": 150},
         ],
     }))
     return str(path)
@@ -82,48 +96,58 @@ def _suite_file(tmp_path):
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     suite = _suite_file(tmp_path)
-    common = ["--population_size=4", "--generations=6", f"--task_suite={suite}", "--seed=3"]
-    reference = run_evolve(*common, f"--output_dir={tmp_path / 'reference'}")
+    config = {"population_size": 4, "generations": 6, "task_suite": suite, "seed": 3}
+    reference = run_killing_search({**config, "output_dir": str(tmp_path / "reference")})
     assert reference.returncode == 0, reference.stdout + reference.stderr
 
     interrupted = tmp_path / "interrupted"
-    process = start_evolve(*common, f"--output_dir={interrupted}")
-    evaluations = interrupted / "evaluations.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if evaluations.exists() and len(evaluations.read_text().splitlines()) >= 8:  # 2 generations done
-            break
-        time.sleep(0.05)
-    time.sleep(0.2)  # into generation 3
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (interrupted / "best_coefficients.json").exists(), "the run finished before it was killed"
+    killed = run_killing_search({**config, "output_dir": str(interrupted)}, kill_at="gen 2/6")
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert not (interrupted / "best_coefficients.json").exists()
+    # What a kill inside generation 3 leaves: some of its records and a torn line.
+    with open(interrupted / "evaluations.jsonl", "a") as handle:
+        handle.write(json.dumps({"generation": 2, "member": 0, "status": "ok", "fitness": 0.5}) + "\n{\"gener")
 
-    resumed = run_evolve(*common, f"--output_dir={interrupted}", "--resume")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "Resuming" in resumed.stdout + resumed.stderr
+    resumed = run_evolve("--population_size=4", "--generations=6", f"--task_suite={suite}", "--seed=3",
+                         f"--output_dir={interrupted}", "--resume")
+    log = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, log
+    assert "Resuming" in log and "gen 3/6" in log and "gen 6/6" in log and "/2 " not in log
     want = json.loads((tmp_path / "reference" / "best_coefficients.json").read_text())
     got = json.loads((interrupted / "best_coefficients.json").read_text())
+    assert [s["status"] for s in want["selection"]] == ["ok"] * len(want["selection"])
+    assert want["provenance"]["fitness"] > 3 * CHANCE
+    # Same seeds, same task draws, same arithmetic: the resumed run is the uninterrupted one, exactly.
     assert got["coefficients"] == want["coefficients"]
     assert got["provenance"]["fitness"] == want["provenance"]["fitness"]
-    lines = (interrupted / "evaluations.jsonl").read_text().splitlines()
-    assert len(lines) == 6 * 4  # the interrupted generation's partial records were dropped
+    records = _evaluations(interrupted)
+    assert len(records) == 6 * 4  # the interrupted generation's partial records were dropped
+    assert [r["status"] for r in records] == ["ok"] * 24
 
 
-def test_bad_flags_stop_at_once_and_overwrite_nothing(tmp_path):
-    result = run_evolve("--population_size=1", f"--output_dir={tmp_path / 'a'}")
-    assert result.returncode != 0 and "population_size must be at least 2" in result.stderr
-    result = run_evolve("--task_suite=nope", f"--output_dir={tmp_path / 'b'}")
-    assert result.returncode != 0 and "Unknown task suite 'nope'" in result.stderr
-    existing = tmp_path / "existing"
-    existing.mkdir()
-    (existing / "checkpoint.pkl").write_bytes(b"another run")
-    before = (existing / "checkpoint.pkl").stat().st_mtime_ns
-    result = run_evolve(f"--output_dir={existing}")
-    assert result.returncode != 0 and "Pass --resume" in result.stderr
-    assert (existing / "checkpoint.pkl").read_bytes() == b"another run"
-    assert (existing / "checkpoint.pkl").stat().st_mtime_ns == before
-    assert sorted(os.listdir(existing)) == ["checkpoint.pkl"]
+class _Stop(Exception):
+    pass
+
+
+def _stop_at(prefix):
+    def printer(line):
+        if line.startswith(prefix):
+            raise _Stop(line)
+
+    return printer
+
+
+def test_resume_after_a_stop_in_generation_zero_starts_over(tmp_path):
+    config = evolve.SearchConfig(output_dir=str(tmp_path), population_size=2, generations=1, task_suite="tiny",
+                                 selection_candidates=1)
+    with pytest.raises(_Stop):  # stopped before the first checkpoint: only run.json is there
+        evolve.run_search(config, printer=_stop_at("Search:"))
+    assert evolve.has_run(str(tmp_path)) and not (tmp_path / "checkpoint.pkl").exists()
+    lines = []
+    result = evolve.run_search(evolve.SearchConfig(**{**vars(config), "resume": True}), printer=lines.append)
+    assert any("starting it over" in line for line in lines)
+    assert [(e["generation"], e["status"]) for e in result.evaluations] == [(0, "ok"), (0, "ok")]
+    assert result.status_counts() == {"ok": 2}
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
@@ -136,78 +160,77 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         evolve.run_search(changed, printer=lambda *_: None)
 
 
-def _generation(rows, architecture="mlp"):
-    instance = tasks.TaskInstance(tasks.Task("digits", architecture, "symmetric:0.4", steps=30, batch_size=32), 1)
-    return np.array(rows, dtype=float), [instance]
+def test_a_search_whose_every_evaluation_fails_exits_non_zero_and_resumes_after_the_fix(tmp_path):
+    matrix = tmp_path / "T.npy"  # missing: every evaluation of the second task raises FileNotFoundError
+    suite = _suite_file(tmp_path, noise=f"matrix:{matrix}")
+    flags = ["--population_size=2", "--generations=1", f"--task_suite={suite}", "--tasks_per_generation=2",
+             "--selection_candidates=1", f"--output_dir={tmp_path / 'run'}"]
+    failed = run_evolve(*flags)
+    assert failed.returncode != 0
+    assert "Every evaluation of generation 1 failed" in failed.stderr and str(matrix) in failed.stderr
+    assert "Traceback (most recent call last)" in failed.stdout  # the first failure's traceback, once
+    assert failed.stdout.count("Traceback (most recent call last)") == 1
+    assert not (tmp_path / "run" / "best_coefficients.json").exists()
+    statuses = [r["status"] for r in _evaluations(tmp_path / "run")]
+    assert statuses == ["failed", "failed"]
+
+    np.save(matrix, np.full((10, 10), 0.02) + 0.8 * np.eye(10))  # the fix: a valid transition matrix
+    resumed = run_evolve(*flags, "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert [r["status"] for r in _evaluations(tmp_path / "run")] == ["ok", "ok"]
 
 
-CE3 = [1.0, 1.0, 1.0, -0.5, 1.0, 1 / 3, -0.5, 0.0]
-DIVERGENT = [0.0, 0.0, 1e30, 1e30, 0.0, 0.0, 0.0, 0.0]
+def test_failure_watch_stops_on_the_run_share_of_failures():
+    def result(status):
+        return evolve.evaluation.CandidateResult([], {}, 0.0, status, 0.0, "E: boom" if status == "failed" else "",
+                                                 "Traceback ...")
+
+    lines = []
+    watch = evolve._FailureWatch(0.4, lines.append)
+    history = [{"evaluations": 4, "failed": 2}]  # with this generation 3 of 8 failed: not more than 0.4
+    watch.check([result("ok"), result("failed"), result("nonfinite"), result("ok")], history, "generation 2")
+    assert len(lines) == 1 and "E: boom" in lines[0]  # the first traceback, printed once
+    history.append({"evaluations": 4, "failed": 1})
+    with pytest.raises(evolve.SearchFailedError, match="6 of the run's 12 evaluations failed"):
+        watch.check([result("failed")] * 3 + [result("ok")], history, "generation 3")
+    assert len(lines) == 1
 
 
-@pytest.mark.parametrize("evaluator", ["vectorized", "per_candidate"])
-def test_nonfinite_candidate_gets_worst_fitness_and_others_are_unaffected(evaluator):
-    coefficients, instances = _generation([CE3, DIVERGENT, CE3])
-    results, modes = evaluation.evaluate_generation(
-        coefficients, instances, evaluation.InlineExecutor(), evaluator=evaluator
-    )
-    assert set(modes.values()) == {evaluator}
-    assert [r.status for r in results] == ["ok", "nonfinite", "ok"]
-    assert results[1].fitness == 0.0
-    assert results[0].fitness == results[2].fitness > 0.3
+def test_bad_flags_stop_at_once_and_overwrite_nothing(tmp_path):
+    result = run_evolve("--population_size=1", "--tasks_per_generation=-1", f"--output_dir={tmp_path / 'a'}")
+    assert result.returncode != 0 and "--population_size must be an integer of at least 2" in result.stderr
+    for flag in ("--tasks_per_generation=-1", "--num_workers=0", "--max_failure_fraction=2"):
+        config = evolve.SearchConfig(output_dir=str(tmp_path / "b"))
+        name, value = flag[2:].split("=")
+        setattr(config, name, type(getattr(config, name))(value))
+        with pytest.raises(ValueError, match=f"--{name} must be"):
+            config.validate()
+    with pytest.raises(ValueError, match="Unknown --executor 'dask'"):
+        evolve.SearchConfig(executor="dask").validate()
+    result = run_evolve("--task_suite=nope", "--resume", f"--output_dir={tmp_path / 'b'}")
+    assert result.returncode != 0 and "Unknown task suite 'nope'" in result.stderr
+    result = run_evolve("--resume", f"--output_dir={tmp_path / 'typo'}")
+    assert result.returncode != 0 and "holds no search run: expected run.json" in result.stderr
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "checkpoint.pkl").write_bytes(b"another run")
+    result = run_evolve(f"--output_dir={existing}")
+    assert result.returncode != 0 and "Pass --resume" in result.stderr
+    result = run_evolve(f"--output_dir={existing}", "--resume")
+    assert result.returncode != 0 and f"{existing / 'checkpoint.pkl'}" in result.stderr
+    assert (existing / "checkpoint.pkl").read_bytes() == b"another run"
+    assert sorted(os.listdir(existing)) == ["checkpoint.pkl"]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "typo").exists()
 
 
-def test_vectorized_and_per_candidate_agree():
-    coefficients, instances = _generation([CE3, [0.0, 0.0, 0.0, -1.0, 2.0, 0.0, 0.0, 0.0]], "cnn")
-    executor = evaluation.InlineExecutor()
-    vectorized, _ = evaluation.evaluate_generation(coefficients, instances, executor, evaluator="vectorized")
-    reference, _ = evaluation.evaluate_generation(coefficients, instances, executor, evaluator="per_candidate")
-    np.testing.assert_allclose([r.fitness for r in vectorized], [r.fitness for r in reference], atol=1.5 / 144)
+def test_script_flags_come_from_the_library():
+    from absl import flags
 
+    import search.evolve as script
 
-def test_mirrored_strategy_scores_like_one_device():
-    coefficients, instances = _generation([CE3, [0.3, 0.6, 0.5, -1.2, 2.0, 0.7, -0.4, 0.25]])
-    executor = evaluation.InlineExecutor()
-    single, _ = evaluation.evaluate_generation(coefficients, instances, executor)
-    mirrored, _ = evaluation.evaluate_generation(coefficients, instances, executor, strategy="mirrored")
-    assert [r.fitness for r in mirrored] == pytest.approx([r.fitness for r in single], abs=1e-9)
-
-
-# --- worker processes -------------------------------------------------------------------------
-
-def test_process_executor_replaces_dead_workers(tmp_path):
-    executor = evaluation.ProcessExecutor(num_workers=2, function=square_or_crash)
-    try:
-        results = executor.map([(None, 2), (str(tmp_path / "crash-once"), 3), (None, 4)])
-        assert results == [4, 9, 16]
-        results = executor.map([("always", 5), (None, 6)])
-        assert isinstance(results[0], RuntimeError) and "died twice" in str(results[0])
-        assert results[1] == 36
-    finally:
-        executor.close()
-
-
-def test_process_executor_runs_real_jobs_like_inline():
-    coefficients, instances = _generation([CE3, DIVERGENT])
-    inline, _ = evaluation.evaluate_generation(coefficients, instances, evaluation.InlineExecutor())
-    executor = evaluation.ProcessExecutor(num_workers=1)
-    try:
-        spawned, _ = evaluation.evaluate_generation(coefficients, instances, executor)
-    finally:
-        executor.close()
-    assert [r.fitness for r in spawned] == pytest.approx([r.fitness for r in inline], abs=1e-9)
-    assert [r.status for r in spawned] == ["ok", "nonfinite"]
-
-
-def test_ray_executor_with_a_local_instance():
-    ray = pytest.importorskip("ray")
-    coefficients, instances = _generation([CE3, [0.0, 0.0, 0.0, -1.0, 2.0, 0.0, 0.0, 0.0]])
-    inline, _ = evaluation.evaluate_generation(coefficients, instances, evaluation.InlineExecutor())
-    executor = evaluation.RayExecutor(num_cpus=2)
-    try:
-        remote, _ = evaluation.evaluate_generation(coefficients, instances, executor, evaluator="per_candidate")
-        crashed = executor.map([("always", 1)])
-        assert isinstance(crashed[0], Exception)
-    finally:
-        ray.shutdown()
-    assert [r.fitness for r in remote] == pytest.approx([r.fitness for r in inline], abs=1e-9)
+    for field in evolve.dataclasses.fields(evolve.SearchConfig):
+        if field.name != "command":
+            assert flags.FLAGS[field.name].default == field.default
+            assert flags.FLAGS[field.name].help.endswith(field.metadata["help"])  # enums prefix their choices
+    assert list(flags.FLAGS["executor"].parser.enum_values) == list(evolve.evaluation.EXECUTORS)
+    assert "selection_candidates" in {f.name for f in script._FIELDS}

@@ -10,15 +10,21 @@ worker processes, or on a Ray cluster). Two evaluators:
                  reference path, and the fallback for architectures that
                  have no population version.
 
-A job returns per-member accuracies and finiteness flags; a job whose worker
-dies is retried once, then its candidates are scored as failed.
+A job returns per-member accuracies and finiteness flags. A job that raises,
+or whose worker dies twice, comes back as a `JobFailure` carrying the error
+and its traceback text; its candidates get status "failed" and fitness 0, and
+the search decides whether that many failures stop it (`tfrobust.search.evolve`).
+A candidate whose training diverged (non-finite weights or fitness) gets status
+"nonfinite" and fitness 0: a legitimate, bad result, not a failure.
 """
 
 import concurrent.futures
 import dataclasses
+import functools
 import multiprocessing
 import os
 import time
+import traceback
 
 import numpy as np
 
@@ -42,6 +48,31 @@ class Job:
     strategy: str = "off"
 
 
+@dataclasses.dataclass(frozen=True)
+class JobFailure:
+    """What an executor returns for a job that raised or whose worker died.
+
+    `traceback` is the formatted text, kept as a string because exceptions
+    and tracebacks do not always survive pickling back from a worker.
+    """
+
+    error: str  # "TypeName: message"
+    traceback: str
+
+    @classmethod
+    def from_exception(cls, exception):
+        text = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
+        return cls(f"{type(exception).__name__}: {exception}", text)
+
+
+def guarded(function, job):
+    """Runs `function(job)`; an exception becomes a `JobFailure` (a candidate must not stop the search)."""
+    try:
+        return function(job)
+    except Exception as exception:
+        return JobFailure.from_exception(exception)
+
+
 @dataclasses.dataclass
 class CandidateResult:
     coefficients: list
@@ -49,7 +80,8 @@ class CandidateResult:
     fitness: float
     status: str
     seconds: float
-    error: str = ""
+    error: str = ""  # the first failed job's error, for status "failed"
+    traceback: str = ""
 
 
 def run_job(job):
@@ -76,13 +108,7 @@ class InlineExecutor:
         self.function = function
 
     def map(self, jobs):
-        return [self._guarded(job) for job in jobs]
-
-    def _guarded(self, job):
-        try:
-            return self.function(job)
-        except Exception as error:  # a candidate must not stop the search
-            return error
+        return [guarded(self.function, job) for job in jobs]
 
     def close(self):
         pass
@@ -103,8 +129,11 @@ class ProcessExecutor:
     name = "processes"
 
     def __init__(self, num_workers=2, function=run_job):
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+            raise ValueError(f"--num_workers must be a positive integer for --executor=processes; got {num_workers!r}.")
         self.num_workers = num_workers
-        self.function = function
+        # The guard runs in the worker, where the traceback still exists.
+        self.function = functools.partial(guarded, function)
         self._pool = None
 
     def _new_pool(self):
@@ -122,8 +151,9 @@ class ProcessExecutor:
         # pinned on the job that caused it.
         for index in retry:
             if self._run_batch(jobs, [index], results):
-                results[index] = RuntimeError(
-                    "worker died twice (the process was killed or crashed) while running this job"
+                results[index] = JobFailure(
+                    "WorkerDied: the worker process died twice (killed, out of memory or crashed) while "
+                    "running this job", "no Python traceback: the process ended without raising",
                 )
         return results
 
@@ -139,8 +169,8 @@ class ProcessExecutor:
                 results[index] = future.result()
             except concurrent.futures.process.BrokenProcessPool:
                 lost.append(index)
-            except Exception as error:
-                results[index] = error
+            except Exception as error:  # e.g. a job that cannot be pickled
+                results[index] = JobFailure.from_exception(error)
         if lost:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
@@ -156,7 +186,8 @@ class RayExecutor:
     """Runs jobs as Ray tasks: a local Ray instance, or the cluster at `address`.
 
     Ray re-runs a task whose worker died (`max_retries=1`); a task that still
-    fails is reported as failed.
+    fails is reported as failed. `close()` shuts down the local instance this
+    executor started, never one it found running or a cluster it joined.
     """
 
     name = "ray"
@@ -169,28 +200,35 @@ class RayExecutor:
                 "--executor=ray needs Ray: pip install 'tfrobust[ray]' (or pip install ray)."
             ) from None
         self._ray = ray
+        self.function = function
+        # The guard runs in the worker, where the traceback still exists.
+        self._remote = ray.remote(max_retries=1, num_cpus=1)(guarded)
+        self.started_ray = False
         if not ray.is_initialized():
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
                 ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        self._remote = ray.remote(max_retries=1, num_cpus=1)(function)
+                self.started_ray = True
 
     def map(self, jobs):
-        references = [self._remote.remote(job) for job in jobs]
+        references = [self._remote.remote(self.function, job) for job in jobs]
         results = []
         for reference in references:
             try:
                 results.append(self._ray.get(reference))
-            except Exception as error:
-                results.append(error)
+            except Exception as error:  # the worker died twice, or Ray itself failed
+                results.append(JobFailure.from_exception(error))
         return results
 
     def close(self):
-        pass
+        if self.started_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+        self.started_ray = False
 
 
 def make_executor(name, *, num_workers=2, ray_address=None, function=run_job):
+    """The executor called `name` (one of `EXECUTORS`)."""
     if name == "inline":
         return InlineExecutor(function)
     if name == "processes":
@@ -234,14 +272,17 @@ def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", 
     status = np.full(population_size, STATUS_OK, dtype=object)
     seconds = np.zeros(population_size)
     errors = [""] * population_size
+    tracebacks = [""] * population_size
     column = {instance.key: k for k, instance in enumerate(instances)}
     for job, output in zip(jobs, outputs):
         members = list(job.members)
-        if isinstance(output, BaseException):
+        if isinstance(output, JobFailure):
             accuracies[members, column[job.instance.key]] = 0.0
             status[members] = STATUS_FAILED
             for member in members:
-                errors[member] = f"{job.instance.key}: {type(output).__name__}: {output}"[:500]
+                if not errors[member]:
+                    errors[member] = f"{job.instance.key}: {output.error}"[:500]
+                    tracebacks[member] = output.traceback
             continue
         job_accuracies, finite, job_seconds = output
         accuracies[members, column[job.instance.key]] = job_accuracies
@@ -252,6 +293,9 @@ def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", 
     results = []
     for member in range(population_size):
         fitness = 0.0 if status[member] != STATUS_OK else float(np.mean(accuracies[member]))
+        if not np.isfinite(fitness):
+            # A NaN accuracy (e.g. an empty scoring split) must never reach the CMA-ES update.
+            status[member], fitness = STATUS_NONFINITE, 0.0
         results.append(
             CandidateResult(
                 coefficients=coefficients[member].tolist(),
@@ -260,6 +304,7 @@ def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", 
                 status=str(status[member]),
                 seconds=float(seconds[member]),
                 error=errors[member],
+                traceback=tracebacks[member],
             )
         )
     return results, modes

@@ -4,10 +4,19 @@ Each generation: generate candidates with DEAP's CMA-ES, draw the
 generation's tasks, evaluate, update the strategy, log, checkpoint. DEAP's
 `eaGenerateUpdate` has no checkpoint or stop criterion, hence this loop.
 
-Outputs in `output_dir`:
+Failures show and stop the run: the progress line counts the failed and
+non-finite evaluations of each generation, the first failure's traceback is
+printed once, and a generation in which every evaluation failed, or a run
+whose failures pass `max_failure_fraction`, raises `SearchFailedError`
+before that generation is checkpointed, so `--resume` continues once the
+cause is fixed.
+
+Outputs in `output_dir` (file names in `tfrobust.search.checkpoint`):
   best_coefficients.json  the selected loss, loadable with `TaylorLoss.from_file`
-  evaluations.jsonl       one line per candidate evaluation
-  checkpoint.pkl          CMA-ES state, history and random state (atomic)
+  evaluations.jsonl       one line per candidate evaluation, with its status
+  run.json                the run's settings, written before generation 0
+  checkpoint.pkl          CMA-ES state, history and random state (atomic), and
+  checkpoint.prev.pkl     the one before it
   fitness.png             best and mean fitness per generation
   loss_curve.png          the selected loss against CE and MAE
   events.*                TensorBoard scalars
@@ -17,8 +26,6 @@ import dataclasses
 import datetime
 import json
 import os
-import pickle
-import platform
 import shlex
 import sys
 import time
@@ -26,57 +33,83 @@ import time
 import numpy as np
 
 from tfrobust import _io
+from tfrobust import _provenance
+from tfrobust import distribute
 from tfrobust.losses import taylor
+from tfrobust.search import checkpoint
 from tfrobust.search import evaluation
 from tfrobust.search import tasks as tasks_lib
+from tfrobust.search.checkpoint import BEST, CHECKPOINT, EVALUATIONS, has_run  # noqa: F401  (public names)
 
-CHECKPOINT = "checkpoint.pkl"
-EVALUATIONS = "evaluations.jsonl"
-BEST = "best_coefficients.json"
+# The flags of `search.evolve` that take one of a fixed set of values, and where that set lives.
+CHOICES = {
+    "fitness_split": tasks_lib.FITNESS_SPLITS,
+    "evaluator": evaluation.EVALUATORS,
+    "executor": evaluation.EXECUTORS,
+    "distribution_strategy": distribute.STRATEGIES,
+}
+
+
+class SearchFailedError(RuntimeError):
+    """The search stopped because its evaluations fail; the message names the first error."""
+
+
+def _setting(default, help_text):
+    return dataclasses.field(default=default, metadata={"help": help_text})
 
 
 @dataclasses.dataclass
 class SearchConfig:
-    """Every setting of a search run (the flags of `search.evolve`)."""
+    """Every setting of a search run; `search.evolve` makes one flag of each (help from `metadata`)."""
 
-    output_dir: str = "runs/evolve"
-    population_size: int = 16
-    generations: int = 20
-    sigma: float = 0.5
-    seed: int = 0
-    order: int = 3
-    task_suite: str = "default"
-    tasks_per_generation: int = 0  # 0: the suite's own number
-    fitness_split: str = "clean"
-    init: str = "cross_entropy_taylor3"
-    evaluator: str = "auto"
-    executor: str = "inline"
-    num_workers: int = 2
-    ray_address: str = ""
-    distribution_strategy: str = "off"
-    selection_repeats: int = 1  # final selection: seeds per suite task
-    selection_candidates: int = 6  # final selection: how many top candidates to re-score
-    resume: bool = False
-    command: str = ""
+    output_dir: str = _setting("runs/evolve", "Folder for the run marker, checkpoint, logs, plots and the result.")
+    population_size: int = _setting(16, "CMA-ES population (lambda), at least 2.")
+    generations: int = _setting(20, "Number of CMA-ES generations (raise it with --resume to extend a run).")
+    sigma: float = _setting(0.5, "Initial CMA-ES step size.")
+    seed: int = _setting(0, "Seed of the whole search (candidates, tasks, data, weights).")
+    order: int = _setting(3, "TaylorLoss order (2 + order*(order+1)/2 coefficients).")
+    task_suite: str = _setting(
+        "default", f"Named suite ({', '.join(sorted(tasks_lib.SUITES))}) or the path of a JSON suite file."
+    )
+    tasks_per_generation: int = _setting(0, "Tasks drawn per generation (0: the suite's own number).")
+    fitness_split: str = _setting("clean", "Score on the clean validation split, or on a noisy one (no clean data needed).")
+    init: str = _setting("cross_entropy_taylor3", "Starting point: a TaylorLoss preset of the same order, or 'zeros'.")
+    evaluator: str = _setting(
+        "auto", "auto: train a whole generation at once where the architecture allows, else per candidate."
+    )
+    executor: str = _setting("inline", "Where evaluation jobs run.")
+    num_workers: int = _setting(2, "Worker processes for --executor=processes.")
+    ray_address: str = _setting("", "Address of an existing Ray cluster (empty: a local Ray instance).")
+    distribution_strategy: str = _setting("off", "tf.distribute strategy each model trains under (mirrored: all GPUs).")
+    selection_repeats: int = _setting(1, "Final selection: seeds per suite task.")
+    selection_candidates: int = _setting(
+        6, "Final selection: candidates re-scored on every suite task (the final centroid and the best of the "
+           "strongest generations)."
+    )
+    max_failure_fraction: float = _setting(
+        0.5, "Stop the search when more than this share of its evaluations failed (raised, or the worker died)."
+    )
+    resume: bool = _setting(False, "Continue the run in --output_dir (started, checkpointed or finished there).")
+    command: str = _setting("", "The command line, for provenance (set by search.evolve).")
 
     def validate(self):
-        if self.population_size < 2:
-            raise ValueError(f"--population_size must be at least 2 (CMA-ES needs to rank); got {self.population_size}.")
-        if self.generations < 1:
-            raise ValueError(f"--generations must be at least 1; got {self.generations}.")
-        if not self.sigma > 0:
-            raise ValueError(f"--sigma must be positive; got {self.sigma}.")
-        if self.evaluator not in evaluation.EVALUATORS:
-            raise ValueError(f"Unknown --evaluator {self.evaluator!r}; choose one of {list(evaluation.EVALUATORS)}.")
-        if self.executor not in evaluation.EXECUTORS:
-            raise ValueError(f"Unknown --executor {self.executor!r}; choose one of {list(evaluation.EXECUTORS)}.")
-        from tfrobust import distribute
-
-        if self.distribution_strategy not in distribute.STRATEGIES:
-            raise ValueError(
-                f"Unknown --distribution_strategy {self.distribution_strategy!r}; "
-                f"choose one of {list(distribute.STRATEGIES)}."
-            )
+        """Raises ValueError naming the first bad setting and its fix."""
+        for name, least in (("population_size", 2), ("generations", 1), ("order", 1), ("num_workers", 1),
+                            ("tasks_per_generation", 0), ("selection_repeats", 1), ("selection_candidates", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                why = {
+                    "population_size": " (CMA-ES needs to rank)",
+                    "tasks_per_generation": " (0: the suite's own number)",
+                }.get(name, "")
+                raise ValueError(f"--{name} must be an integer of at least {least}{why}; got {value!r}.")
+        if not (isinstance(self.sigma, (int, float)) and np.isfinite(self.sigma) and self.sigma > 0):
+            raise ValueError(f"--sigma must be a positive number; got {self.sigma!r}.")
+        if not (isinstance(self.max_failure_fraction, (int, float)) and 0 <= self.max_failure_fraction <= 1):
+            raise ValueError(f"--max_failure_fraction must be between 0 and 1; got {self.max_failure_fraction!r}.")
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"Unknown --{name} {getattr(self, name)!r}; choose one of {list(choices)}.")
         taylor.num_coefficients(self.order)
         initial_centroid(self.init, self.order)
         tasks_lib.load_suite(self.task_suite, self.fitness_split)
@@ -86,6 +119,30 @@ class SearchConfig:
         keys = ("population_size", "sigma", "seed", "order", "task_suite", "tasks_per_generation",
                 "fitness_split", "init")
         return {k: getattr(self, k) for k in keys}
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What `run_search` returns.
+
+    Attributes:
+        record: the selected loss, as written to best_coefficients.json.
+        evaluations: every evaluation of the run's generations (the records
+            of evaluations.jsonl: generation, member, coefficients,
+            accuracies, fitness, status, and the error of a failed one).
+        selection: the final selection's results, each with its status.
+    """
+
+    record: dict
+    evaluations: list
+    selection: list
+
+    def status_counts(self):
+        """`{status: count}` over the generations' evaluations."""
+        counts = {}
+        for entry in self.evaluations:
+            counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+        return counts
 
 
 def initial_centroid(init, order):
@@ -108,19 +165,22 @@ def _creator():
 
 
 class _Progress:
-    def __init__(self, total, printer):
+    """The progress line: generation k of the run's total, counting from where this session started."""
+
+    def __init__(self, first_generation, total, printer):
+        self.first_generation = first_generation
         self.total = total
         self.printer = printer
         self.start = time.perf_counter()
-        self.done = 0
 
-    def report(self, generation, best, mean, sigma, evaluations, elapsed_generation, modes):
-        self.done += 1
+    def report(self, entry, evaluations, modes):
+        done = entry["generation"] + 1 - self.first_generation
         elapsed = time.perf_counter() - self.start
-        remaining = (self.total - self.done) * elapsed / self.done
+        remaining = (self.total - entry["generation"] - 1) * elapsed / done
         self.printer(
-            f"gen {generation + 1}/{self.total}  best {best:.4f}  mean {mean:.4f}  sigma {sigma:.4f}  "
-            f"{evaluations / max(elapsed_generation, 1e-9):.2f} evals/s  ETA {remaining:.0f}s  [{modes}]"
+            f"gen {entry['generation'] + 1}/{self.total}  best {entry['best']:.4f}  mean {entry['mean']:.4f}  "
+            f"sigma {entry['sigma']:.4f}  failed {entry['failed']}  nonfinite {entry['nonfinite']}  "
+            f"{evaluations / max(entry['seconds'], 1e-9):.2f} evals/s  ETA {remaining:.0f}s  [{modes}]"
         )
 
 
@@ -129,43 +189,52 @@ def _read_evaluations(path, before_generation):
     return [r for r in _io.read_jsonl(path) if r.get("generation", 1 << 30) < before_generation]
 
 
-def _prepare_output(config):
-    os.makedirs(config.output_dir, exist_ok=True)
-    checkpoint_path = os.path.join(config.output_dir, CHECKPOINT)
-    has_checkpoint = os.path.exists(checkpoint_path)
-    if has_checkpoint and not config.resume:
-        raise FileExistsError(
-            f"{config.output_dir!r} already holds a search checkpoint. Pass --resume to continue it, "
-            "or choose another --output_dir; nothing was overwritten."
-        )
-    if not has_checkpoint and any(
-        os.path.exists(os.path.join(config.output_dir, name)) for name in (EVALUATIONS, BEST)
-    ):
-        raise FileExistsError(
-            f"{config.output_dir!r} holds another run's outputs but no checkpoint; choose an empty "
-            "--output_dir. Nothing was overwritten."
-        )
-    if has_checkpoint:
-        with open(checkpoint_path, "rb") as handle:
-            state = pickle.load(handle)
-        if state["search_key"] != config.search_key():
-            raise ValueError(
-                f"--resume: the checkpoint in {config.output_dir!r} was made with {state['search_key']}, "
-                f"which differs from this run's {config.search_key()}."
+class _FailureWatch:
+    """Prints the first failure's traceback once and stops a run whose evaluations fail."""
+
+    def __init__(self, max_failure_fraction, printer):
+        self.max_failure_fraction = max_failure_fraction
+        self.printer = printer
+        self.shown = False
+
+    def check(self, results, history, what):
+        failed = [r for r in results if r.status == evaluation.STATUS_FAILED]
+        if failed and not self.shown:
+            self.printer(f"First failed evaluation ({what}): {failed[0].error}\n{failed[0].traceback.rstrip()}")
+            self.shown = True
+        if failed and len(failed) == len(results):
+            raise SearchFailedError(
+                f"Every evaluation of {what} failed; the first error: {failed[0].error.rstrip('.')}. Fix the cause "
+                "(the traceback is printed above) and continue with --resume: the last checkpoint is intact."
             )
-        return state
-    return None
+        # .get: runs checkpointed before failures were counted stay resumable.
+        total = sum(e.get("evaluations", 0) for e in history) + len(results)
+        failures = sum(e.get("failed", 0) for e in history) + len(failed)
+        if failures > self.max_failure_fraction * total:
+            raise SearchFailedError(
+                f"{failures} of the run's {total} evaluations failed, more than --max_failure_fraction="
+                f"{self.max_failure_fraction}; the first error of {what}: {failed[0].error.rstrip('.') if failed else '-'}. "
+                "Fix the cause and continue with --resume: the last checkpoint is intact."
+            )
 
 
 def run_search(config, printer=print):
-    """Runs (or resumes) a search; returns the record written to best_coefficients.json."""
+    """Runs (or resumes) a search; returns a `SearchResult`.
+
+    Raises:
+        ValueError: a bad setting or suite, before any work is done.
+        FileExistsError, FileNotFoundError, checkpoint.CheckpointError: the
+            output folder does not fit `config.resume` (see `checkpoint.open_run`).
+        SearchFailedError: evaluations fail (see the module docstring).
+    """
     from deap import cma
 
     config.validate()
     suite = tasks_lib.load_suite(config.task_suite, config.fitness_split)
     if config.tasks_per_generation:
         suite = dataclasses.replace(suite, tasks_per_generation=config.tasks_per_generation)
-    state = _prepare_output(config)
+    tasks_lib.check_datasets(suite)
+    state = checkpoint.open_run(config.output_dir, config.search_key(), config.resume, printer)
     creator = _creator()
     evaluations_path = os.path.join(config.output_dir, EVALUATIONS)
 
@@ -185,17 +254,21 @@ def run_search(config, printer=print):
             "elapsed": 0.0,
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
         }
+    elif state["generation"] < config.generations:
+        printer(f"Resuming {config.output_dir} at generation {state['generation'] + 1} of {config.generations}.")
     else:
-        printer(f"Resuming {config.output_dir} at generation {state['generation'] + 1}.")
-        # Drop evaluations of the generation that was interrupted.
-        kept = _read_evaluations(evaluations_path, state["generation"])
-        _io.write_text(evaluations_path, "".join(json.dumps(r) + "\n" for r in kept))
+        printer(f"{config.output_dir} already ran {state['generation']} generations (--generations="
+                f"{config.generations}): repeating only the final selection.")
+    # Drop the evaluations of a generation that was interrupted (all of them when starting over).
+    kept = _read_evaluations(evaluations_path, state["generation"])
+    _io.write_text(evaluations_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     writer = _summary_writer(config.output_dir)
     executor = evaluation.make_executor(
         config.executor, num_workers=config.num_workers, ray_address=config.ray_address or None
     )
-    progress = _Progress(config.generations - state["generation"], printer)
+    progress = _Progress(state["generation"], config.generations, printer)
+    watch = _FailureWatch(config.max_failure_fraction, printer)
     printer(
         f"Search: population {config.population_size}, {config.generations} generations, suite "
         f"{suite.name!r} ({len(suite.tasks)} tasks, {suite.tasks_per_generation} per generation), "
@@ -203,64 +276,76 @@ def run_search(config, printer=print):
     )
     try:
         while state["generation"] < config.generations:
-            generation = state["generation"]
-            started = time.perf_counter()
-            strategy = state["strategy"]
-            # DEAP samples with numpy's global generator: seed it per generation,
-            # so the candidates depend only on (seed, generation, CMA-ES state).
-            np.random.seed(np.random.SeedSequence([config.seed, generation]).generate_state(1)[0])
-            individuals = strategy.generate(creator.TfrobustIndividual)
-            instances = suite.draw(generation, config.seed)
-            results, modes = evaluation.evaluate_generation(
-                np.array(individuals), instances, executor, evaluator=config.evaluator,
-                fitness_split=suite.fitness_split, strategy=config.distribution_strategy,
-            )
-            for individual, result in zip(individuals, results):
-                individual.fitness.values = (result.fitness,)
-            strategy.update(individuals)
-            fitnesses = np.array([r.fitness for r in results])
-            best_index = int(np.argmax(fitnesses))
-            seconds = time.perf_counter() - started
-            with open(evaluations_path, "a") as handle:
-                for member, result in enumerate(results):
-                    handle.write(json.dumps({
-                        "generation": generation, "member": member, "coefficients": result.coefficients,
-                        "accuracies": result.accuracies, "fitness": result.fitness,
-                        "seconds": result.seconds, "status": result.status,
-                        **({"error": result.error} if result.error else {}),
-                    }) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            entry = {
-                "generation": generation,
-                "best": float(fitnesses[best_index]),
-                "mean": float(fitnesses.mean()),
-                "sigma": float(strategy.sigma),
-                "seconds": seconds,
-                "best_coefficients": results[best_index].coefficients,
-                "centroid": np.asarray(strategy.centroid).tolist(),
-                "tasks": [i.key for i in instances],
-                "evaluators": sorted(set(modes.values())),
-            }
-            state["history"].append(entry)
-            if state["best"] is None or entry["best"] > state["best"]["fitness"]:
-                state["best"] = {"fitness": entry["best"], "coefficients": entry["best_coefficients"], "generation": generation}
-            state["generation"] = generation + 1
-            state["elapsed"] += seconds
-            _io.write_bytes(os.path.join(config.output_dir, CHECKPOINT), pickle.dumps(state))
+            _run_generation(config, suite, state, creator, executor, watch, evaluations_path)
+            entry = state["history"][-1]
             _log_scalars(writer, entry)
-            progress.report(generation, entry["best"], entry["mean"], entry["sigma"], len(results), seconds,
-                            ",".join(entry["evaluators"]))
+            progress.report(entry, config.population_size, ",".join(entry["evaluators"]))
             _plot_fitness(state["history"], os.path.join(config.output_dir, "fitness.png"))
-        record = _finalise(config, suite, state, executor, printer)
+        record, selection = _finalise(config, suite, state, executor, watch, printer)
     finally:
         executor.close()
         if writer is not None:
             writer.close()
-    return record
+    return SearchResult(record, _io.read_jsonl(evaluations_path), selection)
 
 
-def _finalise(config, suite, state, executor, printer):
+def _run_generation(config, suite, state, creator, executor, watch, evaluations_path):
+    """Evaluates one generation, updates the strategy and checkpoints (unless the evaluations fail)."""
+    generation = state["generation"]
+    started = time.perf_counter()
+    strategy = state["strategy"]
+    # DEAP samples with numpy's global generator: seed it per generation,
+    # so the candidates depend only on (seed, generation, CMA-ES state).
+    np.random.seed(np.random.SeedSequence([config.seed, generation]).generate_state(1)[0])
+    individuals = strategy.generate(creator.TfrobustIndividual)
+    instances = suite.draw(generation, config.seed)
+    results, modes = evaluation.evaluate_generation(
+        np.array(individuals), instances, executor, evaluator=config.evaluator,
+        fitness_split=suite.fitness_split, strategy=config.distribution_strategy,
+    )
+    # Recorded before the failure check, so a stopped run's log shows what failed;
+    # a resume drops them with the rest of the unfinished generation.
+    _io.append_jsonl(evaluations_path, [
+        {
+            "generation": generation, "member": member, "coefficients": result.coefficients,
+            "accuracies": result.accuracies, "fitness": result.fitness, "seconds": result.seconds,
+            "status": result.status, **({"error": result.error} if result.error else {}),
+        }
+        for member, result in enumerate(results)
+    ])
+    watch.check(results, state["history"], f"generation {generation + 1}")
+    fitnesses = np.array([r.fitness for r in results])
+    if not np.isfinite(fitnesses).all():  # evaluate_generation promises 0 for these; a NaN would corrupt CMA-ES
+        raise RuntimeError(f"Non-finite fitness reached the CMA-ES update: {fitnesses.tolist()}.")
+    for individual, result in zip(individuals, results):
+        individual.fitness.values = (result.fitness,)
+    strategy.update(individuals)
+    best_index = int(np.argmax(fitnesses))
+    counts = {status: sum(r.status == status for r in results)
+              for status in (evaluation.STATUS_FAILED, evaluation.STATUS_NONFINITE)}
+    entry = {
+        "generation": generation,
+        "best": float(fitnesses[best_index]),
+        "mean": float(fitnesses.mean()),
+        "sigma": float(strategy.sigma),
+        "seconds": time.perf_counter() - started,
+        "evaluations": len(results),
+        "failed": counts[evaluation.STATUS_FAILED],
+        "nonfinite": counts[evaluation.STATUS_NONFINITE],
+        "best_coefficients": results[best_index].coefficients,
+        "centroid": np.asarray(strategy.centroid).tolist(),
+        "tasks": [i.key for i in instances],
+        "evaluators": sorted(set(modes.values())),
+    }
+    state["history"].append(entry)
+    if state["best"] is None or entry["best"] > state["best"]["fitness"]:
+        state["best"] = {"fitness": entry["best"], "coefficients": entry["best_coefficients"], "generation": generation}
+    state["generation"] = generation + 1
+    state["elapsed"] += entry["seconds"]
+    checkpoint.save_checkpoint(config.output_dir, state)
+
+
+def _finalise(config, suite, state, executor, watch, printer):
     """Re-scores the best candidates and the final centroid on fixed suite tasks; writes outputs.
 
     Fitness during the search is measured on tasks drawn anew each generation,
@@ -278,15 +363,18 @@ def _finalise(config, suite, state, executor, printer):
         np.array(candidates), instances, executor, evaluator=config.evaluator,
         fitness_split=suite.fitness_split, strategy=config.distribution_strategy,
     )
+    watch.check(results, state["history"], "the final selection")
     winner = int(np.argmax([r.fitness for r in results]))
     printer(
         "Final selection on all {} suite tasks: ".format(len(instances))
         + ", ".join(f"{'centroid' if i == 0 else 'cand' + str(i)} {r.fitness:.4f}" for i, r in enumerate(results))
     )
+    history = state["history"]
     provenance = {
         "method": "CMA-ES search (tfrobust.search.evolve)",
         "command": config.command or "(library call)",
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        **_provenance.git_revision(),
         "seed": config.seed,
         "budget": {
             "population_size": config.population_size,
@@ -298,21 +386,24 @@ def _finalise(config, suite, state, executor, printer):
         "fitness_definition": f"mean accuracy on the {suite.fitness_split} validation split over all "
                               f"{len(instances)} suite task instances (final selection)",
         "search_best_fitness": state["best"]["fitness"],
+        "failed_evaluations": sum(e.get("failed", 0) for e in history),
+        "nonfinite_evaluations": sum(e.get("nonfinite", 0) for e in history),
         "wall_time_s": round(state["elapsed"], 1),
-        "machine": describe_machine(),
+        "machine": _provenance.describe_machine(),
         "selected": "centroid" if winner == 0 else f"best of a generation (rank {winner})",
     }
     record = taylor.preset_record(
         f"evolved_seed{config.seed}", f"TaylorLoss evolved by search.evolve on suite {suite.name!r}",
         results[winner].coefficients, config.order, provenance,
     )
-    record["selection"] = [{"coefficients": r.coefficients, "fitness": r.fitness, "accuracies": r.accuracies}
-                           for r in results]
-    taylor.write_json_atomic(best_path, record)
+    selection = [{"coefficients": r.coefficients, "fitness": r.fitness, "accuracies": r.accuracies,
+                  "status": r.status, **({"error": r.error} if r.error else {})} for r in results]
+    record["selection"] = selection
+    _io.write_json(best_path, record)
     _plot_loss(record, os.path.join(config.output_dir, "loss_curve.png"))
     printer(f"Best coefficients: {best_path}  (fitness {results[winner].fitness:.4f})")
     printer(f"Outputs: {config.output_dir}/{{{BEST}, {EVALUATIONS}, {CHECKPOINT}, fitness.png, loss_curve.png}}")
-    return record
+    return record, selection
 
 
 def _summary_writer(directory):
@@ -363,17 +454,6 @@ def _plot_loss(record, path):
         },
         path,
         title="Evolved loss vs CE and MAE",
-    )
-
-
-def describe_machine():
-    """CPU count, GPUs and software versions, for provenance."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return (
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, "
-        f"{len(gpus)} GPU(s), Python {platform.python_version()}, TensorFlow {tf.__version__}"
     )
 
 

@@ -13,8 +13,12 @@ import os
 
 import numpy as np
 
+from tfrobust import datasets
 from tfrobust import models
 from tfrobust import noise as noise_lib
+from tfrobust.optimizers import OPTIMIZERS
+
+FITNESS_SPLITS = ("clean", "noisy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,8 +32,14 @@ class Task:
         noise: a noise spec string, e.g. "symmetric:0.4" or "pairflip:0.2".
         steps: training steps (the truncated budget).
         batch_size: examples per step.
-        optimizer: "adam", "sgd" (with momentum 0.9) or "rmsprop".
+        optimizer: a `tfrobust.optimizers.OPTIMIZERS` name ("adam",
+            "momentum" for SGD with momentum 0.9, "sgd" for plain SGD, ...).
         learning_rate: the optimiser's learning rate.
+
+    Raises:
+        ValueError: a field of the wrong type or out of range, naming the
+            field. Whether `dataset` exists is checked by `check_datasets`
+            (it may need a TFDS lookup).
     """
 
     dataset: str
@@ -41,12 +51,22 @@ class Task:
     learning_rate: float = 1e-3
 
     def __post_init__(self):
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ValueError(f"Task field 'dataset' must be a data set name such as 'digits'; got {self.dataset!r}.")
         models.architecture(self.architecture)  # raises on unknown names
         noise_lib.parse_noise_spec(self.noise)
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"Task steps and batch_size must be positive; got {self}.")
+        for field in ("steps", "batch_size"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"Task field {field!r} must be a positive integer; got {value!r}.")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"Unknown optimizer {self.optimizer!r}; choose one of {sorted(OPTIMIZERS)}.")
+            raise ValueError(
+                f"Task field 'optimizer': unknown optimizer {self.optimizer!r}; choose one of {list(OPTIMIZERS)} "
+                "('momentum' is SGD with momentum 0.9, 'sgd' plain SGD)."
+            )
+        rate = self.learning_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not np.isfinite(rate) or rate <= 0:
+            raise ValueError(f"Task field 'learning_rate' must be a positive number; got {rate!r}.")
 
     @property
     def key(self):
@@ -66,9 +86,6 @@ class TaskInstance:
         return f"{self.task.key}#{self.seed}"
 
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
-
-
 @dataclasses.dataclass(frozen=True)
 class TaskSuite:
     """A set of tasks and how many of them a generation draws."""
@@ -77,6 +94,21 @@ class TaskSuite:
     tasks: tuple
     tasks_per_generation: int
     fitness_split: str = "clean"
+
+    def __post_init__(self):
+        if not self.tasks:
+            raise ValueError(f"Task suite {self.name!r} has no tasks: give it at least one under 'tasks'.")
+        count = self.tasks_per_generation
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise ValueError(
+                f"Task suite {self.name!r}: 'tasks_per_generation' must be a positive integer (at most "
+                f"the {len(self.tasks)} tasks of the suite are drawn); got {count!r}."
+            )
+        if self.fitness_split not in FITNESS_SPLITS:
+            raise ValueError(
+                f"Task suite {self.name!r}: 'fitness_split' must be one of {list(FITNESS_SPLITS)}; "
+                f"got {self.fitness_split!r}."
+            )
 
     def draw(self, generation, seed):
         """The task instances of `generation`: a seeded draw without replacement.
@@ -142,41 +174,85 @@ SUITES = {
 }
 
 
+_SUITE_FIELDS = ("name", "tasks_per_generation", "fitness_split", "tasks")
+_TASK_FIELDS = tuple(field.name for field in dataclasses.fields(Task))
+
+
 def load_suite(name_or_path, fitness_split=None):
     """A named suite (see `SUITES`) or one read from a JSON file.
 
     The file holds `{"name": ..., "tasks_per_generation": N, "tasks": [{...Task fields...}]}`
-    and optionally `"fitness_split": "clean" | "noisy"`.
+    and optionally `"fitness_split": "clean" | "noisy"`. Every field is checked
+    here, each error naming the file and the field; `check_datasets` then
+    checks that the data sets exist.
     """
     if name_or_path in SUITES:
         suite = SUITES[name_or_path]
     elif os.path.isfile(str(name_or_path)):
-        with open(name_or_path) as handle:
-            try:
-                spec = json.load(handle)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"Task suite file {name_or_path!r} is not valid JSON ({error}).") from None
-        try:
-            tasks = tuple(Task(**t) for t in spec["tasks"])
-            suite = TaskSuite(
-                spec.get("name", os.path.basename(name_or_path)),
-                tasks,
-                int(spec.get("tasks_per_generation", len(tasks))),
-                spec.get("fitness_split", "clean"),
-            )
-        except (KeyError, TypeError) as error:
-            raise ValueError(
-                f"Task suite file {name_or_path!r} must hold {{'tasks': [{{'dataset', 'architecture', "
-                f"'noise', ...}}], 'tasks_per_generation': N}} ({error})."
-            ) from None
+        suite = _read_suite_file(str(name_or_path))
     else:
         raise ValueError(
             f"Unknown task suite {name_or_path!r}: use one of {sorted(SUITES)} or the path of a JSON suite file."
         )
     if fitness_split is not None:
-        if fitness_split not in ("clean", "noisy"):
-            raise ValueError(f"fitness_split must be 'clean' or 'noisy'; got {fitness_split!r}.")
+        if fitness_split not in FITNESS_SPLITS:
+            raise ValueError(f"fitness_split must be one of {list(FITNESS_SPLITS)}; got {fitness_split!r}.")
         suite = dataclasses.replace(suite, fitness_split=fitness_split)
-    if not suite.tasks:
-        raise ValueError(f"Task suite {suite.name!r} has no tasks.")
     return suite
+
+
+def _read_suite_file(path):
+    with open(path) as handle:
+        try:
+            spec = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"Task suite file {path!r} is not valid JSON ({error}).") from None
+    expected = ("expected {'name': ..., 'tasks_per_generation': N, 'tasks': [{'dataset': ..., "
+                "'architecture': ..., 'noise': ..., ...}]}")
+    if not isinstance(spec, dict):
+        raise ValueError(f"Task suite file {path!r}: {expected}; got a {type(spec).__name__}.")
+    unknown = sorted(set(spec) - set(_SUITE_FIELDS))
+    if unknown:
+        raise ValueError(f"Task suite file {path!r}: unknown field(s) {unknown}; the fields are {list(_SUITE_FIELDS)}.")
+    entries = spec.get("tasks")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"Task suite file {path!r}: 'tasks' must be a non-empty list; {expected}.")
+    tasks = []
+    for index, entry in enumerate(entries):
+        where = f"Task suite file {path!r}, tasks[{index}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: each task is an object with the fields {list(_TASK_FIELDS)}.")
+        unknown = sorted(set(entry) - set(_TASK_FIELDS))
+        missing = [f for f in ("dataset", "architecture", "noise") if f not in entry]
+        if unknown or missing:
+            raise ValueError(
+                f"{where}: " + (f"unknown field(s) {unknown}; " if unknown else "")
+                + (f"missing field(s) {missing}; " if missing else "") + f"the fields are {list(_TASK_FIELDS)}."
+            )
+        try:
+            tasks.append(Task(**entry))
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
+    try:
+        return TaskSuite(
+            spec.get("name", os.path.basename(path)),
+            tuple(tasks),
+            spec.get("tasks_per_generation", len(tasks)),
+            spec.get("fitness_split", "clean"),
+        )
+    except ValueError as error:
+        raise ValueError(f"Task suite file {path!r}: {error}") from None
+
+
+def check_datasets(suite):
+    """Raises ValueError naming the first data set of `suite` that cannot be loaded.
+
+    The bundled data sets always exist; any other name is looked up (a TFDS
+    data set must be prepared), so a typo stops the search before its first
+    generation instead of failing every evaluation.
+    """
+    for name in sorted({task.dataset for task in suite.tasks} - set(datasets.available())):
+        try:
+            datasets.load(name)
+        except (ValueError, FileNotFoundError, ImportError) as error:
+            raise ValueError(f"Task suite {suite.name!r}: data set {name!r} cannot be loaded: {error}") from None
