@@ -8,7 +8,9 @@ Keras tests it). Tests that do not ask for a strategy run on the first one.
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The suite runs on TensorFlow (tf.distribute, GradientTape, graphs) whatever the shell says;
+# tests/backends_test.py runs the losses on JAX in a subprocess of its own.
+os.environ["KERAS_BACKEND"] = "tensorflow"
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -30,7 +30,9 @@ class NormalizedCrossEntropy(_base.ClassificationLoss):
     underfits; Ma et al. pair it with a passive loss (see `NCEandRCE`).
 
     Clipping: probabilities are clipped into [EPSILON, 1] before the log
-    (with `from_logits=True` a log-softmax is used instead), and the
+    (a log-softmax is used instead with `from_logits=True`, and inside a
+    TensorFlow graph for a softmax output, read from its logits; eagerly and on other
+    backends the probabilities are clipped), and the
     denominator is kept above EPSILON.
 
     Args:
@@ -125,7 +127,9 @@ class NCEandRCE(_base.ClassificationLoss):
     underfitting of NCE alone.
 
     Clipping: probabilities are clipped into [EPSILON, 1] before the log of
-    NCE (with `from_logits=True` a log-softmax is used instead) and NCE's
+    NCE (a log-softmax is used instead with `from_logits=True`, and inside a
+    TensorFlow graph for a softmax output, read from its logits; eagerly and on other
+    backends the probabilities are clipped) and NCE's
     denominator is kept above EPSILON; labels are clipped into [exp(A), 1]
     before the log of RCE.
 

@@ -43,7 +43,9 @@ class BootstrapSoft(_Bootstrap):
     add an entropy-minimisation term (1 - beta) * H(p) instead.
 
     Clipping: probabilities are clipped into [EPSILON, 1] before the log
-    (with `from_logits=True` a log-softmax is used instead).
+    (a log-softmax is used instead with `from_logits=True`, and inside a
+    TensorFlow graph for a softmax output, read from its logits; eagerly and on other
+    backends the probabilities are clipped).
 
     Args:
         beta: the weight of the given label in the target, in [0, 1];
@@ -91,7 +93,9 @@ class BootstrapHard(_Bootstrap):
     through the argmax, as in the paper).
 
     Clipping: probabilities are clipped into [EPSILON, 1] before the log
-    (with `from_logits=True` a log-softmax is used instead).
+    (a log-softmax is used instead with `from_logits=True`, and inside a
+    TensorFlow graph for a softmax output, read from its logits; eagerly and on other
+    backends the probabilities are clipped).
 
     Args:
         beta: the weight of the given label in the target, in [0, 1];

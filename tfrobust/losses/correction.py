@@ -93,7 +93,9 @@ class BackwardCorrection(_base.ClassificationLoss):
     Patrini et al. found it less stable than `ForwardCorrection`.
 
     Clipping: probabilities are clipped into [EPSILON, 1] before the log
-    (with `from_logits=True` a log-softmax is used instead), which also
+    (a log-softmax is used instead with `from_logits=True`, and inside a
+    TensorFlow graph for a softmax output, read from its logits; eagerly and on other
+    backends the probabilities are clipped), which also
     bounds the loss below for probability inputs.
 
     Args:

@@ -23,7 +23,9 @@ class FocalLoss(_base.ClassificationLoss):
     alpha = 0.25; here no alpha means 1).
 
     Clipping: probabilities are clipped into [EPSILON, 1] before the log
-    (with `from_logits=True` a log-softmax is used instead), and 1 - p into
+    (a log-softmax is used instead with `from_logits=True`, and inside a
+    TensorFlow graph for a softmax output, read from its logits; eagerly and on other
+    backends the probabilities are clipped), and 1 - p into
     [EPSILON, 1] before the power, whose gradient gamma (1 - p)^(gamma - 1)
     is infinite at p = 1 for gamma < 1 (and undefined at gamma = 0).
 

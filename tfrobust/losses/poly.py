@@ -19,7 +19,9 @@ class Poly1CrossEntropy(_base.ClassificationLoss):
     paper's code.
 
     Clipping: probabilities are clipped into [EPSILON, 1] before the log
-    (with `from_logits=True` a log-softmax is used instead).
+    (a log-softmax is used instead with `from_logits=True`, and inside a
+    TensorFlow graph for a softmax output, read from its logits; eagerly and on other
+    backends the probabilities are clipped).
 
     Args:
         epsilon: the extra weight of the (1 - p_y) term, >= -1. Defaults to

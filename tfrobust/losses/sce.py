@@ -20,7 +20,9 @@ class SymmetricCrossEntropy(_base.ClassificationLoss):
     A = -4 and, on CIFAR-10, alpha = 0.1, beta = 1.
 
     Clipping: probabilities are clipped into [EPSILON, 1] before the log of
-    CE (with `from_logits=True` a log-softmax is used instead); labels are
+    CE (a log-softmax is used instead with `from_logits=True`, and inside a
+    TensorFlow graph for a softmax output, read from its logits; eagerly and on other
+    backends the probabilities are clipped); labels are
     clipped into [exp(A), 1] before the log of RCE, which is what makes
     log 0 = A, and a soft-label entry below exp(A) counts as a zero.
 
