@@ -5,7 +5,7 @@ and its task instances) into jobs; an *executor* runs the jobs (inline, in
 worker processes, or on a Ray cluster). Two evaluators:
 
   vectorized     one job per task: the whole generation trains at once as a
-                 population model (`tfrobust.population`). The default.
+                 population model (`tfrobust.search.population`). The default.
   per_candidate  one job per (task, candidate): one `model.fit` each. The
                  reference path, and the fallback for architectures that
                  have no population version.
@@ -239,7 +239,7 @@ def make_executor(name, *, num_workers=2, ray_address=None, function=run_job):
 
 
 def supports_vectorized(architecture):
-    """Whether `tfrobust.population` has a population version of every layer of `architecture`."""
+    """Whether `tfrobust.search.population` has a population version of every layer of `architecture`."""
     from tfrobust import models
 
     return all(spec[0] in ("flatten", "dense", "conv", "maxpool") for spec in models.architecture(architecture))
