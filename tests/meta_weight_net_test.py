@@ -135,3 +135,19 @@ def test_bad_meta_net_is_named():
         reweighting.MetaWeightNet(_model(False), meta_data=(x_meta, y_meta), meta_net=wrong)
     with pytest.raises(ValueError, match="meta_weight_decay"):
         reweighting.MetaWeightNet(_model(False), meta_data=(x_meta, y_meta), meta_weight_decay=-1.0)
+
+
+def test_whole_trainer_saves_and_loads(tmp_path):
+    x, y, x_meta, y_meta = _data()
+    trainer = reweighting.MetaWeightNet(_model(False), meta_data=(x_meta, y_meta), meta_batch_size=4)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"])
+    trainer.fit(x, y, batch_size=6, epochs=1, verbose=0)
+    path = str(tmp_path / "trainer.keras")
+    trainer.save(path)
+    restored = keras.saving.load_model(path)
+    assert type(restored) is reweighting.MetaWeightNet and restored.meta_data is None
+    for got, want in zip(restored.meta_net.get_weights() + restored.model.get_weights(),
+                         trainer.meta_net.get_weights() + trainer.model.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    restored.set_meta_data((x_meta, y_meta))  # meta sets are data: given again to train on
+    assert np.isfinite(restored.fit(x, y, batch_size=6, epochs=1, verbose=0).history["loss"][0])

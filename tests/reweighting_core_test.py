@@ -165,3 +165,41 @@ def test_all_reduce_is_identity_outside_a_strategy():
     value = tf.constant([1.0, 2.0])
     assert _core.all_reduce_sum(value) is value
     assert _core.replica_context() == (0, 1)
+
+
+def _train_on_noisy_digits(trainer_class, name, epochs, seed=0):
+    """Trains a 64-unit MLP on `name` with 40% symmetric noise and 10 clean examples per class."""
+    from tfrobust import datasets
+
+    meta, data = datasets.load(name, noise="symmetric:0.4", seed=seed).meta_split(per_class=10, seed=seed)
+    model = keras.Sequential(
+        [keras.Input(data.input_shape), keras.layers.Flatten(), keras.layers.Dense(64, activation="relu"),
+         keras.layers.Dense(10, activation="softmax")]
+    )
+    trainer = trainer_class(model, meta_data=meta, seed=seed)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), metrics=["accuracy"])
+    trainer.fit(data.train_dataset(100, seed=seed), epochs=epochs, verbose=0)
+    accuracy = model.evaluate(data.x_test, data.y_test, verbose=0)[1]
+    return trainer, data, accuracy
+
+
+def test_l2rw_end_to_end_on_noisy_digits():
+    # Measured over seeds 0-2 (10 epochs): test accuracy 0.88-0.94 (chance 0.1);
+    # corrupted / clean mean weight 0.46-0.55, over training batches of 100.
+    trainer, data, accuracy = _train_on_noisy_digits(reweighting.L2RW, "digits", epochs=10)
+    assert accuracy > 0.5
+    weights = np.concatenate(
+        [trainer.example_weights(data.x_train[i : i + 100], data.y_train[i : i + 100])
+         for i in range(0, len(data.y_train), 100)]
+    )
+    assert weights[data.is_corrupted].mean() < 0.75 * weights[~data.is_corrupted].mean()
+
+
+def test_meta_weight_net_end_to_end_on_noisy_mnist5k():
+    # Measured over seeds 0-2 (3 epochs): test accuracy 0.84-0.86; corrupted / clean
+    # mean weight 0.52-0.60. On the much smaller "digits" set (12 steps an
+    # epoch) the meta-net had not yet learned to down-weight high losses.
+    trainer, data, accuracy = _train_on_noisy_digits(reweighting.MetaWeightNet, "mnist5k", epochs=3)
+    assert accuracy > 0.5
+    weights = trainer.example_weights(data.x_train, data.y_train)
+    assert weights[data.is_corrupted].mean() < 0.8 * weights[~data.is_corrupted].mean()

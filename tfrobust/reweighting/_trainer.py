@@ -132,7 +132,11 @@ class ReweightingTrainer(keras.Model):
         return self.model(inputs, training=training)
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
-        """Like `keras.Model.compile`; the base loss is the constructor's `loss`."""
+        """Like `keras.Model.compile`; the base loss is the constructor's `loss`.
+
+        An uncompiled wrapped model is compiled too (see
+        `_compile_wrapped_model`), so `model.evaluate(...)` works after `fit`.
+        """
         if loss is not None:
             raise ValueError(
                 f"{type(self).__name__}: pass the base loss to the constructor "
@@ -140,12 +144,30 @@ class ReweightingTrainer(keras.Model):
                 "weights its per-example values itself."
             )
         super().compile(optimizer=optimizer, **kwargs)
+        self._compile_wrapped_model(kwargs.get("metrics"))
         # Build the classifier's optimizer on the classifier's variables only:
         # `fit` would otherwise build it on all the trainer's variables,
         # giving a meta-net momentum slots it never uses.
         with self.distribute_strategy.scope():
             if not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
+
+    def _compile_wrapped_model(self, metrics):
+        """Compiles an uncompiled wrapped model, so that `model.evaluate` works after `fit`.
+
+        It gets the base loss (averaged over the batch), the trainer's metrics
+        and the trainer's optimizer, whose state (momentum) then travels with
+        `model.save(...)`. A model the user compiled is left alone.
+        """
+        if getattr(self.model, "compiled", False):
+            return
+        loss = self.base_loss
+        if isinstance(loss, keras.losses.Loss) and loss.reduction in (None, "none"):
+            loss = type(loss).from_config({**loss.get_config(), "reduction": "sum_over_batch_size"})
+        if metrics is not None:  # fresh metric objects: the two models must not share state
+            metrics = [keras.metrics.deserialize(keras.metrics.serialize(m)) if isinstance(m, keras.metrics.Metric)
+                       else m for m in metrics]
+        self.model.compile(optimizer=self.optimizer, loss=loss, metrics=metrics)
 
     def compile_from_config(self, config):
         """Compiles a trainer revived by Keras with its saved compile arguments."""
