@@ -33,7 +33,14 @@ def test_unknown_name_lists_the_choices():
         optimizers.make_optimizer("adamm", 0.1)
 
 
-@pytest.mark.parametrize("learning_rate", [0, -0.1, "0.1", None])
-def test_learning_rate_must_be_positive(learning_rate):
-    with pytest.raises(ValueError, match="learning rate must be a positive number"):
+@pytest.mark.parametrize("learning_rate", [0, -0.1, "0.1", None, True, float("inf"), float("nan")])
+def test_learning_rate_must_be_positive_and_finite(learning_rate):
+    with pytest.raises(ValueError, match="learning rate must be a positive finite number"):
         optimizers.make_optimizer("adam", learning_rate)
+
+
+def test_numpy_learning_rates_are_accepted():
+    import numpy as np
+
+    optimizer = optimizers.make_optimizer("sgd", np.float32(0.5))
+    assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(0.5)

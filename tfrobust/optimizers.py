@@ -4,6 +4,9 @@ Search tasks, the benchmark and the training methods all name optimizers
 with strings; this module gives every name one meaning.
 """
 
+import math
+import numbers
+
 import keras
 
 # Names with a meaning of tfrobust's own; any other name is passed to `keras.optimizers.get`.
@@ -27,8 +30,11 @@ def make_optimizer(name, learning_rate):
     Raises:
         ValueError: an unknown name or a learning rate that is not positive.
     """
-    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-        raise ValueError(f"The learning rate must be a positive number; got {learning_rate!r}.")
+    # numbers.Real admits numpy scalars; bool is an int in Python but never a learning rate.
+    if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
+            or not math.isfinite(learning_rate) or learning_rate <= 0):
+        raise ValueError(f"The learning rate must be a positive finite number; got {learning_rate!r}.")
+    learning_rate = float(learning_rate)
     key = str(name).lower()
     if key in _NAMED:
         return _NAMED[key](learning_rate)

@@ -256,14 +256,17 @@ def _preset(name):
 
 
 def derived_presets(created=None):
-    """The exactly derived presets, each with its derivation (written by make_presets)."""
+    """The exactly derived presets, each with its derivation.
+
+    `tfrobust.search.presets` writes them as JSON (adding the command and the
+    git revision to the provenance); `python -m search.make_presets` runs it.
+    """
     created = created or datetime.date.today().isoformat()
 
     def provenance(derivation):
         return {
             "method": "derived analytically (no search)",
             "derivation": derivation,
-            "command": "python -m tfrobust.losses.make_presets",
             "created": created,
             "seed": None,
             "budget": None,
