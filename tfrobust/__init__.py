@@ -1,20 +1,34 @@
 """tfrobust: learning with noisy labels in Keras 3 / TensorFlow.
 
-Submodules:
-  losses    TaylorLoss (the searchable loss family) and robust-loss baselines.
-  noise     Label-noise injection (symmetric, pair-flip, transition matrix,
-            instance-dependent).
-  datasets  Train / validation / test splits with noisy training labels,
-            from bundled real data or any prepared TFDS dataset.
-  models    Small task architectures (MLP, CNN) used by the search and the
-            benchmark.
-  search    The CMA-ES loss search (evolve), its tasks, evaluators,
-            population models (a generation trained as one model), preset
-            tooling and throughput benchmark; `python -m search.evolve`,
-            `search.make_presets` and `search.throughput` wrap it.
-  benchmark The method x noise benchmark behind `python -m search.benchmark`.
-  plotting  Losses plotted against the true-class probability.
-  distribute  The one function that maps a strategy name to tf.distribute.
+The modules follow the flow data -> model -> loss / training method ->
+evaluation -> search:
+
+  datasets     Train / validation / test splits with noisy (and optionally
+               long-tailed) training labels, from bundled real data or any
+               prepared TFDS dataset; `NoisyDataset.meta_split` carves a clean
+               meta set.
+  noise        Label-noise injection (symmetric, pair-flip, transition
+               matrix, instance-dependent).
+  imbalance    Long-tailed and step class profiles; balanced and per-class
+               accuracy.
+  models       Small task architectures (MLP, CNN) for the search and the
+               benchmark.
+  layers       Layers some methods need (the cosine classifier head of LDAM).
+  optimizers   The one place an optimizer name becomes a Keras optimizer.
+  losses       TaylorLoss (the searchable loss family), robust-loss
+               baselines, and batch re-weighting / imbalance losses.
+  reweighting  Meta-learned re-weighting trainers (keras.Model wrappers with
+               their own train_step) that learn from a clean meta set.
+  metrics      Clean accuracy and memorisation metrics; the EpochMetrics
+               callback.
+  plotting     Losses plotted against the true-class probability.
+  distribute   The one function that maps a strategy name to tf.distribute.
+  benchmark    The method x data x noise benchmark behind
+               `python -m search.benchmark` (a package: methods, config,
+               runner, results, report).
+  search       The CMA-ES loss search (evolve), its tasks, population
+               evaluator, checkpoints, presets tooling and throughput
+               benchmark; `python -m search.evolve` wraps it.
 """
 
 __version__ = "0.1.0"
