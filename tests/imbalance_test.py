@@ -72,3 +72,37 @@ def test_per_class_and_balanced_accuracy_by_hand():
     np.testing.assert_allclose(imbalance.balanced_accuracy(y_true, y_pred, 4), (0.75 + 0 + 0.5) / 3)
     scores = np.eye(4)[y_pred]
     np.testing.assert_allclose(imbalance.balanced_accuracy(y_true, scores, 4), (0.75 + 0 + 0.5) / 3)
+
+
+def test_rarest_classes_and_their_accuracy_by_hand():
+    counts = [100, 50, 50, 10, 10]  # five classes: ceil(0.2 * 5) = 1 rarest class; ties go to the larger index
+    np.testing.assert_array_equal(imbalance.rarest_classes(counts), [4])
+    np.testing.assert_array_equal(imbalance.rarest_classes(counts, fraction=0.5), [4, 3, 2])
+    np.testing.assert_array_equal(imbalance.rarest_classes([5] * 10), [9, 8])  # balanced: the last classes
+    y_true = np.array([0, 0, 1, 2, 3, 3, 4, 4, 4, 4])
+    y_pred = np.array([0, 1, 1, 2, 3, 0, 4, 4, 0, 0])
+    # Class 4: 2 of 4 right. Classes 3 and 4 (fraction 0.4): (1/2 + 2/4) / 2.
+    assert imbalance.rarest_classes_accuracy(y_true, y_pred, counts) == 0.5
+    assert imbalance.rarest_classes_accuracy(y_true, y_pred, counts, fraction=0.4) == 0.5
+    assert imbalance.rarest_classes_accuracy(y_true, y_pred, [5, 5, 1, 100, 5], fraction=0.2) == 1.0  # class 2
+    with pytest.raises(ValueError, match="fraction"):
+        imbalance.rarest_classes(counts, fraction=0.0)
+
+
+def test_load_keeps_what_the_imbalance_left_out_apart_from_training():
+    balanced = datasets.load("digits", seed=1)
+    data = datasets.load("digits", seed=1, imbalance="longtail:10", noise="symmetric:0.2")
+    assert balanced.imbalance_left_out is None
+    x_left, y_left = data.imbalance_left_out
+    assert len(y_left) + len(data.y_train) == len(balanced.y_train)
+    np.testing.assert_array_equal(
+        np.bincount(y_left, minlength=10) + np.bincount(data.y_train_clean, minlength=10),
+        np.bincount(balanced.y_train, minlength=10),
+    )
+    # Every left-out example is one of the balanced training split's, and none is trained on
+    # (digits repeats no image within a training split, so features identify examples).
+    pool = {row.tobytes() for row in balanced.x_train}
+    assert len(pool) == len(balanced.x_train)
+    trained = {row.tobytes() for row in data.x_train}
+    left = {row.tobytes() for row in x_left}
+    assert left <= pool and not left & trained

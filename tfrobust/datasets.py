@@ -68,6 +68,11 @@ class NoisyDataset:
             (realised rate and transition matrix).
         imbalance: the `tfrobust.imbalance.ImbalanceSpec` applied to the
             training split ("none" unless `load(imbalance=...)`).
+        imbalance_left_out: `(x, y_clean)`, the training-pool examples the
+            imbalance subsampling left out, with their true labels; None
+            without imbalance. Never trained on: a source of balanced clean
+            examples beside a long-tailed training split, as Ren et al.
+            (ICML 2018) and Shu et al. (NeurIPS 2019) use for their meta sets.
     """
 
     name: str
@@ -85,6 +90,7 @@ class NoisyDataset:
     noise: noise_lib.NoiseSpec
     noisy_labels: noise_lib.NoisyLabels
     imbalance: imbalance_lib.ImbalanceSpec = imbalance_lib.ImbalanceSpec()
+    imbalance_left_out: tuple | None = None
 
     def train_dataset(self, batch_size, *, shuffle=True, seed=0, with_clean_labels=False, repeat=False):
         """Batches of the training split for `model.fit` or a custom loop.
@@ -178,17 +184,25 @@ class NoisyDataset:
             raise ValueError(
                 f"meta_split would take all {len(clean)} training examples; ask for fewer."
             )
-        keep = np.setdiff1d(np.arange(len(clean)), meta)
+        return (self.x_train[meta], clean[meta].copy()), self.without_training_examples(meta)
+
+    def without_training_examples(self, indices):
+        """This data set with the training examples at `indices` removed.
+
+        `y_train`, `y_train_clean`, `is_corrupted` and `noisy_labels` (with
+        its realised transition matrix recomputed) stay aligned; the other
+        splits are unchanged.
+        """
+        keep = np.setdiff1d(np.arange(len(self.y_train_clean)), np.asarray(indices, dtype=np.int64))
         noisy_kept = self.noisy_labels.subset(keep)
-        remaining = dataclasses.replace(
+        return dataclasses.replace(
             self,
             x_train=self.x_train[keep],
             y_train=noisy_kept.labels,
-            y_train_clean=clean[keep],
+            y_train_clean=self.y_train_clean[keep],
             is_corrupted=noisy_kept.is_corrupted,
             noisy_labels=noisy_kept,
         )
-        return (self.x_train[meta], clean[meta].copy()), remaining
 
     def __repr__(self):
         return (
@@ -282,7 +296,10 @@ def load(
     train, val = _stratified_indices(
         y, validation_fraction, _stream(seed, _VALIDATION_STREAM), "validation split"
     )
-    train = train[imbalance_spec.subsample(y[train], num_classes, seed=_stream(seed, _IMBALANCE_STREAM))]
+    kept = imbalance_spec.subsample(y[train], num_classes, seed=_stream(seed, _IMBALANCE_STREAM))
+    left_out = np.setdiff1d(train, train[kept])
+    left_out = (x[left_out], y[left_out]) if imbalance_spec.kind != "none" else None
+    train = train[kept]
     noisy_train = noisy_pool.subset(train)
     return NoisyDataset(
         name=name,
@@ -300,6 +317,7 @@ def load(
         noise=spec,
         noisy_labels=noisy_train,
         imbalance=imbalance_spec,
+        imbalance_left_out=left_out,
     )
 
 

@@ -27,6 +27,9 @@ import numpy as np
 
 IMBALANCE_KINDS = ("none", "longtail", "step")
 
+# The share of classes that "rarest classes accuracy" averages over (at least one class).
+RAREST_CLASS_FRACTION = 0.2
+
 _VALID_SPECS = "'none', 'longtail:RHO' or 'step:RHO' (RHO a number >= 1, the ratio n_max / n_min)"
 
 
@@ -163,6 +166,32 @@ def per_class_accuracy(y_true, y_pred, num_classes) -> np.ndarray:
 def balanced_accuracy(y_true, y_pred, num_classes) -> float:
     """Mean of the per-class accuracies over the classes present in `y_true`."""
     return float(np.nanmean(per_class_accuracy(y_true, y_pred, num_classes)))
+
+
+def rarest_classes(counts, fraction=RAREST_CLASS_FRACTION) -> np.ndarray:
+    """The ceil(fraction * C) classes (at least one) with the fewest training examples, rarest first.
+
+    `counts` is examples per class (`class_counts`). Ties go to the larger
+    class index, so on a balanced split and on the long-tail and step
+    profiles (where class C-1 is the rarest) the last classes are taken.
+    """
+    counts = np.asarray(counts).reshape(-1)
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1]; got {fraction!r}.")
+    number = max(1, int(np.ceil(fraction * len(counts) - 1e-9)))
+    # lexsort's last key is the primary one: fewest examples, then the larger index.
+    order = np.lexsort((-np.arange(len(counts)), counts))
+    return order[:number]
+
+
+def rarest_classes_accuracy(y_true, y_pred, counts, fraction=RAREST_CLASS_FRACTION) -> float:
+    """Mean per-class accuracy over the `rarest_classes(counts, fraction)` (classes without test examples
+    skipped; NaN when none has one); `counts` are the TRAINING examples per class, `y_true` / `y_pred` the
+    test labels and predictions."""
+    per_class = per_class_accuracy(y_true, y_pred, len(np.asarray(counts).reshape(-1)))
+    rarest = per_class[rarest_classes(counts, fraction)]
+    rarest = rarest[~np.isnan(rarest)]
+    return float(rarest.mean()) if len(rarest) else float("nan")
 
 
 def _check_counts_arguments(n_max, num_classes):
