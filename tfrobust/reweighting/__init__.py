@@ -13,10 +13,14 @@ place:
   L2RW           Ren et al., ICML 2018: weights from the meta-gradient at eps = 0.
   MetaWeightNet  Shu et al., NeurIPS 2019: a 1-100-1 MLP maps loss to weight,
                  learned by a one-step look-ahead on the meta batch.
+  WarPI          Sun et al., Pattern Recognition 2022: a probabilistic meta-net
+                 rescales each example's logits (same bilevel loop, nested tapes).
 """
 
 from tfrobust.reweighting.l2rw import L2RW
 from tfrobust.reweighting.meta_weight_net import MetaWeightNet
 from tfrobust.reweighting.meta_weight_net import build_meta_net
+from tfrobust.reweighting.warpi import WarPI
+from tfrobust.reweighting.warpi import build_rectifier_net
 
-__all__ = ["L2RW", "MetaWeightNet", "build_meta_net"]
+__all__ = ["L2RW", "MetaWeightNet", "WarPI", "build_meta_net", "build_rectifier_net"]

@@ -161,6 +161,16 @@ def lookahead_forward(model, trainable, non_trainable, x):
     return y_pred
 
 
+def meta_loss_share(model, loss, trainable, non_trainable, meta_x, meta_y, meta_count, owner):
+    """This replica's share sum_{j in shard} l(x_j, y_j) / m of the clean meta loss at `trainable`.
+
+    `meta_count` is the GLOBAL meta batch size m, so the replica sum is the
+    meta loss itself.
+    """
+    y_pred = lookahead_forward(model, trainable, non_trainable, meta_x)
+    return tf.reduce_sum(per_example_loss(loss, meta_y, y_pred, owner)) / meta_count
+
+
 def meta_loss_and_gradient(model, loss, trainable, non_trainable, meta_x, meta_y, meta_count, owner):
     """The clean meta loss L = (1/m) sum_j l(x_j, y_j) at `trainable`, and its gradient.
 
@@ -170,8 +180,7 @@ def meta_loss_and_gradient(model, loss, trainable, non_trainable, meta_x, meta_y
     """
     with tf.GradientTape() as tape:
         tape.watch(trainable)
-        y_pred = lookahead_forward(model, trainable, non_trainable, meta_x)
-        partial = tf.reduce_sum(per_example_loss(loss, meta_y, y_pred, owner)) / meta_count
+        partial = meta_loss_share(model, loss, trainable, non_trainable, meta_x, meta_y, meta_count, owner)
     gradient = tape.gradient(partial, trainable, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return all_reduce_sum((partial, gradient))
 
@@ -203,3 +212,73 @@ def regularization_share(regularization, dtype):
     if not regularization:
         return tf.zeros((), dtype)
     return tf.add_n([tf.cast(value, dtype) for value in regularization]) / replicas
+
+
+def stateless_run(model, trainable, non_trainable, function):
+    """Runs `function()`, any computation on the layers of `model`, with its variables read from values.
+
+    The generalisation of `model.stateless_call` that the methods acting
+    inside the model need (a logit view, a feature extractor and a head):
+    every variable of `model` reads from `trainable` / `non_trainable`
+    (in the order of `model.trainable_variables` / `.non_trainable_variables`)
+    and nothing is assigned. Returns `(outputs, new_non_trainable, losses,
+    added_losses)`: the non-trainable values after the call (BatchNorm
+    statistics; the caller keeps or discards them), `model.losses` evaluated
+    at these values (weight regularizers of every variable plus the
+    `add_loss` values of the layers called), and the `add_loss` values of
+    this call alone (activity regularizers, no weight penalty).
+    """
+    mapping = list(zip(model.trainable_variables, trainable)) + list(zip(model.non_trainable_variables, non_trainable))
+    with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+        outputs = function()
+        losses = list(model.losses)
+        added_losses = list(scope.losses)
+    new_non_trainable = [scope.get_current_value(variable) for variable in model.non_trainable_variables]
+    return outputs, new_non_trainable, losses, added_losses
+
+
+def nested_lookahead_meta_gradient(model, loss, trainable, non_trainable, virtual_objective, meta_variables,
+                                   meta_x, meta_y, meta_count, learning_rate, owner):
+    """grad_Phi L_meta(theta_hat(Phi)), theta_hat = theta - alpha grad_theta J(theta; Phi), by nested tapes.
+
+    For the methods whose meta-net Phi acts nonlinearly inside the training
+    loss (WarPI rescales the logits, the advisor masks the features), where
+    the forward-mode shortcut of `directional_derivatives` does not apply.
+    `virtual_objective(trainable)` returns this replica's share of J, a
+    scalar computed statelessly and depending on the meta-net's trainable
+    variables `meta_variables` (watched as trainable variables); its gradient is summed
+    over replicas so every replica takes the same virtual step. The clean
+    meta loss at theta_hat is `meta_loss_share` (its look-ahead statistics
+    discarded); the gradient of the all-reduce sends every replica's part
+    of dL/dtheta_hat back to every replica's Phi.
+
+    Returns `(meta_gradient, meta_loss)`: this replica's share of
+    grad_Phi L_meta (the optimizer sums replicas) and the global meta loss.
+    """
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            inner.watch(trainable)
+            objective = virtual_objective(trainable)
+        gradient = inner.gradient(objective, trainable, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        gradient = all_reduce_sum(gradient)
+        learning_rate = tf.cast(learning_rate, objective.dtype)
+        lookahead = [value - learning_rate * step for value, step in zip(trainable, gradient)]
+        meta_loss = meta_loss_share(model, loss, lookahead, non_trainable, meta_x, meta_y, meta_count, owner)
+    meta_gradient = outer.gradient(meta_loss, meta_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    # Dense, as PyTorch's: an embedding's IndexedSlices would give Adam lazy (sparse) updates.
+    meta_gradient = [tf.convert_to_tensor(gradient) for gradient in meta_gradient]
+    return meta_gradient, all_reduce_sum(meta_loss)
+
+
+def step_seed(seed, step, stream):
+    """A stateless-random seed for `stream` at training step `step`: a function of (seed, step, stream, replica).
+
+    The key is [seed, step] (int64), folded in with the stream and then the
+    replica id (each as int64: fold-in keeps the data's dtype). Different
+    streams (WarPI's virtual and real step noise) and different replicas get
+    independent draws; a rerun with the same seed gets the same.
+    """
+    replica, _ = replica_context()
+    key = tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)])
+    key = tf.random.experimental.stateless_fold_in(key, tf.constant(stream, tf.int64))
+    return tf.random.experimental.stateless_fold_in(key, tf.cast(replica, tf.int64))

@@ -6,6 +6,8 @@ no iterator or Python loop of its own. Subclasses implement
 `_reweighted_step(x, y)`; the shared real update is `_apply_weighted_update`.
 """
 
+import copy
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -238,8 +240,111 @@ class ReweightingTrainer(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         """Rebuilds the trainer (fresh weights, no meta set: see `set_meta_data`)."""
-        config = dict(config)
+        config = copy.deepcopy(config)  # deserialising a functional model pops keys of its nested config
         for key in cls._nested_config_keys:
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
         return cls(**config)
+
+
+class MetaNetTrainer(ReweightingTrainer):
+    """A `ReweightingTrainer` with a learned meta-net (a Keras model) and its own optimizer.
+
+    Subclasses call `_set_meta_net(meta_net, meta_optimizer, default_learning_rate)`
+    in their constructor; the meta-net travels in the config and in the
+    trainer's `.keras` file, and its optimizer is built on its variables only.
+    """
+
+    _nested_config_keys = ReweightingTrainer._nested_config_keys + ("meta_net", "meta_optimizer")
+
+    def _set_meta_net(self, meta_net, meta_optimizer, default_learning_rate):
+        owner = type(self).__name__
+        if not isinstance(meta_net, keras.Model):
+            raise TypeError(f"{owner} `meta_net` must be a keras.Model; got {type(meta_net).__name__}.")
+        self.meta_net = meta_net
+        if meta_optimizer is None:
+            meta_optimizer = keras.optimizers.Adam(default_learning_rate)
+        self.meta_optimizer = keras.optimizers.get(meta_optimizer)
+
+    def _check_meta_net(self, inputs, expected_shapes, signature):
+        """Calls the meta-net on the probe `inputs`: a ValueError quoting `signature` unless it gives `expected_shapes`."""
+        try:
+            outputs = self.meta_net(inputs)
+            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            got = [tuple(part.shape) for part in outputs]
+        except (ValueError, TypeError) as error:
+            got = f"an error: {error}"
+        if got != list(expected_shapes):
+            raise ValueError(f"{type(self).__name__} `meta_net` must map {signature}; for a probe of "
+                             f"{len(inputs[0])} examples it gave {got}, not {list(expected_shapes)}.")
+
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+        with self.distribute_strategy.scope():
+            if not self.meta_optimizer.built:
+                self.meta_optimizer.build(self.meta_net.trainable_variables)
+
+    def _reweighted_step(self, x, y):
+        """The meta-net's update from the look-ahead, then the classifier's real step with the updated meta-net."""
+        step = self.optimizer.iterations
+        meta_x, meta_y, meta_count = self._draw_meta_batch(step)
+        learning_rate = self.optimizer.learning_rate
+        meta_gradient, _, recorded = self._bilevel(x, y, meta_x, meta_y, meta_count, learning_rate, step)
+        self.meta_optimizer.apply(meta_gradient, self.meta_net.trainable_variables)
+        return self._real_step(x, y, recorded, step)
+
+    def _bilevel(self, x, y, meta_x, meta_y, meta_count, learning_rate, step):
+        """The look-ahead with alpha = `learning_rate`: `(meta_gradient, meta_loss, recorded)`.
+
+        `recorded` is `(tape, trainable, forward)`: the tape holding the noisy
+        forward at theta, the parameter values it was recorded at, and what
+        `_virtual_objective` left for the real step.
+        """
+        trainable = _core.variable_values(self.model.trainable_variables)
+        non_trainable = _core.variable_values(self.model.non_trainable_variables)
+        tape = tf.GradientTape()  # records the noisy forward a second time, for the real step
+        forward = {}
+        meta_gradient, meta_loss = _core.nested_lookahead_meta_gradient(
+            self.model, self.base_loss, trainable, non_trainable,
+            lambda values: self._virtual_objective(x, y, values, non_trainable, tape, forward, step),
+            self.meta_net.trainable_variables, meta_x, meta_y, meta_count, learning_rate, type(self).__name__,
+        )
+        return meta_gradient, meta_loss, (tape, trainable, forward)
+
+    def _virtual_objective(self, x, y, trainable, non_trainable, tape, forward, step):
+        """This replica's share of the training objective at `trainable`, the meta-net acting inside it.
+
+        Records the noisy forward on `tape` (watching `trainable`) and leaves
+        in the dict `forward` what `_real_step` reuses.
+        """
+        raise NotImplementedError
+
+    def _real_step(self, x, y, recorded, step):
+        """The classifier's update with the updated meta-net, reusing the `recorded` forward; returns the logs."""
+        raise NotImplementedError
+
+    def meta_gradient(self, x, y, meta_data=None, learning_rate=None, step=0):
+        """The meta-net's gradient for the batch `(x, y)` at training step `step` (numpy list; nothing changes).
+
+        `meta_data` is `(x_meta, y_meta)`, by default the whole stored meta
+        set; `learning_rate` is alpha, by default the compiled optimizer's.
+        For analysis and tests.
+        """
+        if meta_data is None:
+            self._require_meta_data()
+            meta_x, meta_y = self._meta_x, self._meta_y
+        else:
+            meta_x, meta_y = (tf.constant(part) for part in _core.meta_arrays(meta_data, type(self).__name__))
+        if learning_rate is None:
+            learning_rate = self.optimizer.learning_rate
+        gradient, _, _ = self._bilevel(tf.convert_to_tensor(x), tf.convert_to_tensor(y), meta_x, meta_y,
+                                       float(meta_y.shape[0]), learning_rate, tf.constant(step, tf.int64))
+        return [value.numpy() for value in gradient]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            meta_net=keras.saving.serialize_keras_object(self.meta_net),
+            meta_optimizer=keras.saving.serialize_keras_object(self.meta_optimizer),
+        )
+        return config
