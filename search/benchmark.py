@@ -22,13 +22,18 @@ from absl import app, flags  # noqa: E402
 from tfrobust import benchmark, datasets, models, noise, optimizers  # noqa: E402
 
 _DEFAULTS = benchmark.BenchmarkConfig()
-_AXES = ("methods", "datasets", "architectures", "noise", "seeds")
+_AXES = ("methods", "datasets", "architectures", "noise", "imbalance", "seeds")
 
 
 def _per_preset(field):
     """"full: X, heldout: Y" for the presets whose `field` differs from the default preset's."""
     values = {name: preset[field] for name, preset in benchmark.PRESETS.items()}
     return ", ".join(f"{name}: {value}" for name, value in values.items() if value != values["default"])
+
+
+def _per_preset_imbalance():
+    values = {name: preset.get("imbalance") for name, preset in benchmark.PRESETS.items()}
+    return "; ".join(f"Preset {name}: {','.join(value)}." for name, value in values.items() if value)
 
 
 FLAGS = flags.FLAGS
@@ -42,6 +47,10 @@ _NOISE_FORMS = {"none": "none", "matrix": "matrix:<" + "/".join(noise.MATRIX_FIL
 flags.DEFINE_list("noise", list(_DEFAULTS.noise),
                   "Noise settings: " + ", ".join(_NOISE_FORMS.get(kind, f"{kind}:R") for kind in noise.NOISE_KINDS)
                   + ". The whole grid (tfrobust.benchmark.ALL_NOISE): " + ",".join(benchmark.ALL_NOISE) + ".")
+flags.DEFINE_list("imbalance", list(_DEFAULTS.imbalance),
+                  "Class-imbalance profiles of the training split: none, longtail:RHO or step:RHO (RHO = n_max / "
+                  "n_min, e.g. longtail:10,longtail:100,step:10); test splits stay balanced. "
+                  f"{_per_preset_imbalance()}")
 flags.DEFINE_list("seeds", [str(seed) for seed in _DEFAULTS.seeds],
                   "Seeds: each fixes the split, the noise, the initial weights and the batch order for all methods.")
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, f"Training epochs per run (default preset; {_per_preset('epochs')}).")

@@ -58,7 +58,8 @@ def test_script_help_dry_run_and_bad_flags():
     result = subprocess.run(command, capture_output=True, timeout=120, **options)
     assert "--preset" in result.stdout, result.stderr  # absl exits 1 after --help
     # The help states what the library defines, in the library's words.
-    help_text = " ".join(result.stdout.split())
+    # absl wraps lines at hyphens too ("LDAM-" / "DRW"): compare without the breaks.
+    help_text = " ".join(result.stdout.split()).replace("- ", "-")
     for name in benchmark.PRESETS:
         assert " ".join(benchmark.describe_preset(name).split()) in help_text
     assert " ".join(benchmark.describe_method_names().split()) in help_text
@@ -71,3 +72,40 @@ def test_script_help_dry_run_and_bad_flags():
     command, options = script("--noise=bogus:1", "--dry_run")
     result = subprocess.run(command, capture_output=True, timeout=120, **options)
     assert result.returncode != 0 and "noise spec" in result.stderr
+
+
+def test_imbalance_is_part_of_the_run_key():
+    runs = benchmark.BenchmarkConfig(output_dir="unused", **{**TINY, "imbalance": ("none", "longtail:10", "step:10")}).runs()
+    assert len(runs) == 12 and len({run.run_id for run in runs}) == 12
+    assert {run.imbalance for run in runs} == {"none", "longtail:10", "step:10"}
+    balanced = benchmark.RunSpec("digits", "linear", "none", "ce", 0, 2, 64, "adam", 1e-3, None)
+    assert balanced.fields()["imbalance"] == "none"
+    # A balanced run keeps the id it had before the imbalance axis (computed at revision 83dd983).
+    assert balanced.run_id == "d918797401e0"
+    longtail = benchmark.RunSpec("digits", "linear", "none", "ce", 0, 2, 64, "adam", 1e-3, None, "longtail:10")
+    assert longtail.run_id != balanced.run_id and "longtail:10" in longtail.describe()
+    # Specs are written in their canonical form, so "longtail:10.0" is the same run.
+    again = benchmark.BenchmarkConfig(output_dir="unused", **{**TINY, "imbalance": ("longtail:10.0",)}).runs()
+    assert {run.run_id for run in again} <= {run.run_id for run in runs}
+    with pytest.raises(ValueError, match="Imbalance ratio must be"):
+        benchmark.BenchmarkConfig(output_dir="unused", **{**TINY, "imbalance": ("longtail:0.5",)}).validate()
+    with pytest.raises(ValueError, match="imbalance axis is empty"):
+        benchmark.BenchmarkConfig(output_dir="unused", **{**TINY, "imbalance": ()}).validate()
+
+
+def test_new_presets_name_the_new_methods_and_leave_the_old_grids_alone():
+    new_methods = {"l2rw", "mwn", "absgd", "absgd_imbalance", "bare", "mentornet_pd", "ldam_drw"}
+    assert not new_methods & set(benchmark.default_methods())  # "every method" presets keep their grids
+    reweighting = benchmark.BenchmarkConfig.from_preset("reweighting")
+    assert {"ce", "gce", "l2rw", "mwn", "absgd", "bare", "mentornet_pd"} <= set(reweighting.method_list())
+    assert "taylor:" + TaylorLoss.preset_info()["name"] in reweighting.method_list()
+    assert reweighting.noise == benchmark.BenchmarkConfig.from_preset("full").noise
+    imbalance = benchmark.BenchmarkConfig.from_preset("imbalance")
+    assert set(imbalance.imbalance) == {"longtail:10", "longtail:100"} and set(imbalance.noise) == {"none", "symmetric:0.2"}
+    assert {"ldam_drw", "absgd_imbalance", "bare", "l2rw", "mwn", "ce"} <= set(imbalance.method_list())
+    for name in ("reweighting", "imbalance"):
+        config = benchmark.BenchmarkConfig.from_preset(name)
+        config.validate()
+        assert len(config.seeds) == 3
+        assert benchmark.estimate_seconds(config.runs()) < 30 * 60  # the budget these presets are sized for
+    assert "imbalance longtail:10, longtail:100" in benchmark.describe_preset("imbalance")

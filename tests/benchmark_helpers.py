@@ -37,9 +37,10 @@ def whole_row(run, final_test_accuracy=0.8, revision=REVISION, dirty=False, **ov
         **run.fields(),
         "noise_kind": run.noise.partition(":")[0], "noise_rate": run.noise.partition(":")[2] or "0.0",
         "realised_noise_rate": "0.4" if corrupted else "0.0", "num_train": "100",
-        "num_corrupted": "40" if corrupted else "0", "transition_matrix": "", "epochs_trained": str(run.epochs),
-        "finite": "True", "final_test_accuracy": repr(final_test_accuracy), "best_test_accuracy": "0.9",
-        "best_epoch": "1", "noisy_train_accuracy": "0.7", "clean_train_accuracy": "0.7",
+        "num_corrupted": "40" if corrupted else "0", "clean_examples": "0", "transition_matrix": "",
+        "epochs_trained": str(run.epochs), "finite": "True", "final_test_accuracy": repr(final_test_accuracy),
+        "best_test_accuracy": "0.9", "best_epoch": "1", "balanced_test_accuracy": repr(final_test_accuracy),
+        "rarest_classes_test_accuracy": "0.5", "noisy_train_accuracy": "0.7", "clean_train_accuracy": "0.7",
         "corrupted_predicted_clean": "0.5" if corrupted else "", "corrupted_predicted_noisy": "0.3" if corrupted else "",
         "seconds": "1.5", "revision": revision, "dirty": str(dirty),
     }

@@ -89,3 +89,37 @@ def test_report_files_from_rows_and_curves(tmp_path):
         picture = image.imread(report[name])
         assert picture.ndim == 3 and picture.shape[0] > 200 and picture.shape[1] > 300
         assert picture.std() > 0.01  # not a blank canvas
+
+
+def test_clean_data_methods_are_marked_listed_last_and_not_bold(tmp_path):
+    rows = _accuracy_rows()
+    # l2rw beats both under noise, with 100 clean examples: it must not take the bold.
+    for seed in (0, 1):
+        for run in tiny_runs(seeds=(seed,), methods=("l2rw",)):
+            rows.append(whole_row(run, final_test_accuracy=0.95, clean_examples="100"))
+    path = str(tmp_path / "results.csv")
+    benchmark.write_results(path, rows)
+    markdown = benchmark.summarize(path)
+    table = markdown.split("after the last epoch")[1].split("**Best")[0]
+    assert table.index("| gce |") < table.index("| l2rw † | 95.0 ± 0.0 | 95.0 ± 0.0 |")
+    assert "| gce | 81.0 ± 1.4 | **77.0 ± 1.4** |" in table
+    assert "† Uses clean data" in markdown and "l2rw (100)" in markdown
+
+
+def test_imbalanced_runs_get_their_columns_and_balanced_accuracy(tmp_path):
+    rows = []
+    for imbalance in ("none", "longtail:10"):
+        for run in tiny_runs(imbalance=(imbalance,)):
+            accuracy = 0.9 if imbalance == "none" else 0.6
+            rows.append(whole_row(run, final_test_accuracy=accuracy, balanced_test_accuracy=str(accuracy - 0.1)))
+    path = str(tmp_path / "results.csv")
+    benchmark.write_results(path, rows)
+    markdown = benchmark.summarize(path)
+    header = "| method | none | symmetric:0.4 | longtail:10 | longtail:10 + symmetric:0.4 |"
+    assert header in markdown
+    assert "Balanced clean test accuracy" in markdown and "rarest 20% of classes" in markdown
+    balanced = markdown.split("Balanced clean test accuracy")[1].split("rarest 20% of classes")[0]
+    assert "| ce | **80.0** | **80.0** | **50.0** | **50.0** |" in balanced
+    # Without imbalanced runs the tables are as before: no balanced-accuracy table.
+    benchmark.write_results(path, _accuracy_rows())
+    assert "Balanced clean test accuracy" not in benchmark.summarize(path)

@@ -100,3 +100,15 @@ def test_curves_round_trip_with_nan_and_a_torn_line(tmp_path):
     assert curves == {"a": {"test_accuracy": [0.7], "corrupted_predicted_noisy": [0.2]}, "b": {"test_accuracy": [0.1]}}
     benchmark.append_curves(path + "2", "n", {"x": [math.nan]})
     assert math.isnan(benchmark.read_curves(path + "2")["n"]["x"][0])
+
+
+def test_rows_without_provenance_of_clean_data_or_imbalance_are_torn():
+    run = tiny_runs()[0]
+    for column in ("clean_examples", "imbalance", "balanced_test_accuracy"):
+        row = whole_row(run)
+        del row[column]  # a results.csv written before the column existed
+        assert not benchmark.is_whole_row(row), column
+    assert not benchmark.is_whole_row(whole_row(run, clean_examples=""))
+    assert benchmark.is_whole_row(whole_row(run, clean_examples="100"))
+    # The rarest classes may have no test example: an empty cell is whole.
+    assert benchmark.is_whole_row(whole_row(run, rarest_classes_test_accuracy=""))

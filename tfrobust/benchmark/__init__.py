@@ -10,6 +10,12 @@ Where things live (each a private module; the names below are the public face):
   _methods   `Method`, `LossMethod`, `NoiseContext` and the method registry
              (`register_method`, `get_method`, ...): how to add a method is
              described at the top of that module.
+  _reweighting_methods
+             The re-weighting, sample-selection and imbalance methods (l2rw,
+             mwn, absgd, absgd_imbalance, bare, mentornet_pd, ldam_drw), with
+             their defaults; out of `default_methods()`.
+  _costs     The per-step cost of each method relative to a plain CE step
+             (`measure_step_costs`, `python -m search.method_costs`).
   _config    `PRESETS`, `BenchmarkConfig` (the grid) and `RunSpec` (one run).
   _runner    `run_one` and `run_benchmark` (resumable), with progress lines.
   _estimate  The run-time cost model (`estimate_seconds`).
@@ -57,6 +63,8 @@ from tfrobust.benchmark._methods import describe_method_names
 from tfrobust.benchmark._methods import get_method
 from tfrobust.benchmark._methods import method_names
 from tfrobust.benchmark._methods import register_method
+from tfrobust.benchmark._reweighting_methods import META_PER_CLASS
+from tfrobust.benchmark._reweighting_methods import meta_set
 from tfrobust.benchmark._plots import plot_accuracy_vs_noise
 from tfrobust.benchmark._plots import plot_memorisation
 from tfrobust.benchmark._report import ACCURACY_PLOT
@@ -78,3 +86,7 @@ from tfrobust.benchmark._runner import run_benchmark
 from tfrobust.benchmark._runner import run_one
 from tfrobust.benchmark._tables import SUMMARY_METRICS
 from tfrobust.benchmark._tables import summarize
+from tfrobust.benchmark._costs import COSTS_MD
+from tfrobust.benchmark._costs import StepCost
+from tfrobust.benchmark._costs import costs_table
+from tfrobust.benchmark._costs import measure_step_costs

@@ -11,11 +11,26 @@ A method is a way of training on noisy labels. There are two kinds:
 
 * A training method with its own update rule (sample re-weighting such as
   L2RW or Meta-Weight-Net, sample selection, ...): subclass `Method`, set
-  `name`, implement `train(model, data, run, callbacks)` and register an
-  instance. The preferred shape is a `keras.Model` wrapper that overrides
-  `train_step`, so `train` stays `wrapper.compile(...); wrapper.fit(...,
-  callbacks=callbacks)`. A method that runs its own loop calls
-  `callbacks.on_epoch_end(epoch)` itself after every epoch.
+  `name`, and implement `trainer(model, data, run)`, which returns the
+  compiled `keras.Model` to fit (a wrapper that overrides `train_step`), the
+  training batches and the method's own schedule callbacks; the base class's
+  `train` fits it, and `search.method_costs` can time its step. A method
+  that runs its own loop implements `train(model, data, run, callbacks)`
+  instead and calls `callbacks.on_epoch_end(epoch)` itself after every epoch.
+
+Hooks a method may override besides (the defaults suit a plain loss):
+
+* `split_data(data, run)`: the clean examples the method is given (a meta
+  set) and the training split it trains on. It must be deterministic in
+  `data` and `run.seed`: `run_one` calls it to record `clean_examples` in
+  results.csv and to measure memorisation on what was trained on.
+* `build_model(run, data)`: the model, when the method needs another head
+  (LDAM-DRW's cosine classifier).
+* `in_default_grid = False`: registered, but left out of `default_methods()`
+  (the grids of the presets that train "every method" stay as they were).
+
+The re-weighting, sample-selection and imbalance methods are registered in
+`_reweighting_methods`.
 
 Once registered, the name works everywhere: `--methods=` of
 `python -m search.benchmark`, `BenchmarkConfig(methods=...)`, the default
@@ -30,6 +45,7 @@ import keras
 import numpy as np
 
 from tfrobust import losses
+from tfrobust import models
 from tfrobust import noise as noise_lib
 from tfrobust.optimizers import make_optimizer
 
@@ -82,25 +98,47 @@ class Method:
         name: the name used on the command line and in results.csv.
         uses_transition_matrix: whether the method reads
             `NoiseContext.transition_matrix` (recorded in results.csv).
+        in_default_grid: whether `default_methods()` lists it.
+        relative_step_cost: a training step's cost relative to a plain loss
+            step, for the run-time estimate (`search.method_costs` measures it).
     """
 
     name = None
     uses_transition_matrix = False
+    in_default_grid = True
+    relative_step_cost = 1.0
+
+    def build_model(self, run, data):
+        """The untrained model of `run`: the architecture with softmax output, initial weights seeded by `run.seed`."""
+        return models.build_model(run.architecture, data.input_shape, data.num_classes, seed=run.seed)
+
+    def split_data(self, data, run):
+        """`(clean_set, train_data)`: the clean examples the method is given, `(x, y)` or None, and the
+        `NoisyDataset` whose training split it trains on. By default no clean data and all of `data`."""
+        return None, data
+
+    def trainer(self, model, data, run):
+        """`(fit_model, train_batches, schedule_callbacks)`: the compiled model that `fit` trains, its batches
+        and the method's own callbacks (put before the benchmark's). Implement this or `train`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement train(model, data, run, callbacks) or trainer(model, data, run)."
+        )
 
     def train(self, model, data, run, callbacks):
         """Trains `model` in place on `data.x_train` with the NOISY labels `data.y_train`.
 
         Args:
-            model: an uncompiled Keras model with softmax output.
+            model: an uncompiled Keras model from `build_model` (softmax output by default).
             data: the run's `tfrobust.datasets.NoisyDataset`.
             run: the `RunSpec` (epochs, batch_size, optimizer, learning_rate, seed).
             callbacks: Keras callbacks to call every epoch. A method with its own
                 loop wraps them in `keras.callbacks.CallbackList(callbacks, model=model)`
                 and calls `on_epoch_end(epoch)` after each epoch.
 
-        Returns a `keras.callbacks.History` or None.
+        Returns a `keras.callbacks.History` or None. By default fits what `trainer` returns.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement train(model, data, run, callbacks).")
+        fit_model, batches, schedule = self.trainer(model, data, run)
+        return fit_model.fit(batches, epochs=run.epochs, shuffle=False, verbose=0, callbacks=[*schedule, *callbacks])
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r})"
@@ -125,17 +163,14 @@ class LossMethod(Method):
         """The loss for `data` (a `NoisyDataset`)."""
         return self.loss_factory(data.num_classes, NoiseContext.from_dataset(data))
 
-    def train(self, model, data, run, callbacks):
+    def trainer(self, model, data, run):
         model.compile(
             optimizer=make_optimizer(run.optimizer, run.learning_rate),
             loss=self.loss(data),
             # Runs are seconds long: XLA compilation would cost more than it saves on CPU.
             jit_compile=False,
         )
-        return model.fit(
-            data.train_dataset(run.batch_size, seed=run.seed), epochs=run.epochs, shuffle=False, verbose=0,
-            callbacks=callbacks,
-        )
+        return model, data.train_dataset(run.batch_size, seed=run.seed), []
 
 
 _REGISTRY = {}
@@ -251,5 +286,7 @@ def get_method(name):
 
 
 def default_methods():
-    """Every registered method and every TaylorLoss preset, "ce" first."""
-    return method_names() + [TAYLOR_PRESET_PREFIX + preset for preset in losses.TaylorLoss.presets()]
+    """Every registered method in the default grid (`Method.in_default_grid`) and every TaylorLoss preset,
+    "ce" first."""
+    in_grid = [name for name in method_names() if _REGISTRY[name].in_default_grid]
+    return in_grid + [TAYLOR_PRESET_PREFIX + preset for preset in losses.TaylorLoss.presets()]

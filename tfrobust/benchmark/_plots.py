@@ -9,7 +9,7 @@ import collections
 import numpy as np
 
 from tfrobust import _io
-from tfrobust.benchmark._tables import groups, noise_order, number
+from tfrobust.benchmark._tables import column_label, column_sort_key, groups, imbalance_of, number
 
 
 def _method_colors(methods):
@@ -55,8 +55,9 @@ def _finish(figure, axes, title):
 def plot_accuracy_vs_noise(rows, path):
     """Final clean test accuracy against the symmetric noise rate ("none" at 0), a line per
     method (mean ± std over seeds), a panel per dataset x architecture. Returns the path,
-    or None when no row has symmetric or no noise."""
-    rows = [row for row in rows if row["noise_kind"] in ("none", "symmetric")]
+    or None when no row has symmetric or no noise. Imbalanced runs are left out (their
+    accuracy is not comparable with a balanced run's)."""
+    rows = [row for row in rows if row["noise_kind"] in ("none", "symmetric") and imbalance_of(row) == "none"]
     if not rows:
         return None
     grouped = groups(rows)
@@ -84,19 +85,20 @@ def plot_accuracy_vs_noise(rows, path):
 
 def plot_memorisation(rows, curves, path, title):
     """Per-epoch share of corrupted training examples predicted with their noisy label,
-    a line per method (mean over seeds), a panel per noise setting with corrupted labels.
-    Returns the path, or None when no run had corrupted labels."""
+    a line per method (mean over seeds), a panel per noise (and imbalance) setting with
+    corrupted labels. Returns the path, or None when no run had corrupted labels."""
     rows = [row for row in rows if number(row["num_corrupted"]) > 0 and row["run_id"] in curves]
     if not rows:
         return None
     methods = list(dict.fromkeys(row["method"] for row in rows))
-    noises = sorted({row["noise"] for row in rows}, key=noise_order)
+    sort_keys = {column_label(row): column_sort_key(row) for row in rows}
+    noises = sorted(sort_keys, key=sort_keys.get)
     colours = _method_colors(methods)
     figure, axes = _panels(len(noises), len(methods))
     for axis, noise in zip(axes, noises):
         for method in methods:
             series = [curves[row["run_id"]]["corrupted_predicted_noisy"] for row in rows
-                      if row["noise"] == noise and row["method"] == method]
+                      if column_label(row) == noise and row["method"] == method]
             if not series:
                 continue
             length = min(len(values) for values in series)

@@ -22,9 +22,13 @@ CURVES = "curves.jsonl"
 
 # The memorisation columns are the last value of each training-split curve.
 MEMORISATION_FIELDS = tuple(name for name in CURVE_METRICS if name != "test_accuracy")
+# `clean_examples`: the clean (meta-set) examples the method was given, 0 for
+# a method that uses none; a row without it does not say, so it is torn.
+# Balanced and rarest-classes accuracy: see `tfrobust.imbalance`.
 RESULT_FIELDS = (
-    "noise_kind", "noise_rate", "realised_noise_rate", "num_train", "num_corrupted", "transition_matrix",
-    "epochs_trained", "finite", "final_test_accuracy", "best_test_accuracy", "best_epoch",
+    "noise_kind", "noise_rate", "realised_noise_rate", "num_train", "num_corrupted", "clean_examples",
+    "transition_matrix", "epochs_trained", "finite", "final_test_accuracy", "best_test_accuracy", "best_epoch",
+    "balanced_test_accuracy", "rarest_classes_test_accuracy",
     *MEMORISATION_FIELDS,
     "seconds",
 )
@@ -35,11 +39,13 @@ CSV_FIELDS = KEY_FIELDS + RESULT_FIELDS + PROVENANCE_FIELDS
 
 # Columns that are legitimately empty: no example cap; a method that does not
 # read the transition matrix; "matrix" noise has no rate; memorisation is
-# undefined (NaN) without corrupted labels; `dirty` is unknown outside git.
+# undefined (NaN) without corrupted labels; the rarest classes may have no
+# test example; `dirty` is unknown outside git.
 _MAY_BE_EMPTY = {"max_examples", "transition_matrix", "noise_rate", "corrupted_predicted_clean",
-                 "corrupted_predicted_noisy", "dirty"}
-_NUMERIC_FIELDS = ("noise_rate", "realised_noise_rate", "num_train", "num_corrupted", "epochs_trained",
-                   "final_test_accuracy", "best_test_accuracy", "best_epoch", *MEMORISATION_FIELDS, "seconds")
+                 "corrupted_predicted_noisy", "rarest_classes_test_accuracy", "dirty"}
+_NUMERIC_FIELDS = ("noise_rate", "realised_noise_rate", "num_train", "num_corrupted", "clean_examples",
+                   "epochs_trained", "final_test_accuracy", "best_test_accuracy", "best_epoch",
+                   "balanced_test_accuracy", "rarest_classes_test_accuracy", *MEMORISATION_FIELDS, "seconds")
 _REVISION = re.compile(r"[0-9a-f]{40}|unknown")
 
 
@@ -53,9 +59,11 @@ def _is_number(text):
 def is_whole_row(row):
     """Whether a results.csv row (a dict of strings) is a finished run's complete record.
 
-    Every column must be present, those that are never empty must not be,
-    numbers must parse, the run id must be the hash of the row's key
-    columns, and the revision must be a whole git hash (or "unknown").
+    Every column must be present (a row written before `imbalance`,
+    `clean_examples` or the balanced accuracies existed is not whole: it does
+    not say whether its method used clean data), those that are never empty
+    must not be, numbers must parse, the run id must be the hash of the row's
+    key columns, and the revision must be a whole git hash (or "unknown").
     """
     if any(not isinstance(row.get(field), str) for field in CSV_FIELDS):
         return False

@@ -11,12 +11,12 @@ import numpy as np
 
 from tfrobust import _provenance
 from tfrobust import datasets
-from tfrobust import models
+from tfrobust import imbalance as imbalance_lib
 from tfrobust.benchmark import _methods
 from tfrobust.benchmark import _report
 from tfrobust.benchmark import _results
 from tfrobust.benchmark._estimate import estimate_run_seconds, estimate_seconds, format_duration
-from tfrobust.metrics import EpochMetrics
+from tfrobust.metrics import EpochMetrics, predicted_classes
 
 
 def run_one(run, data, *, model_path=None, provenance=None):
@@ -26,12 +26,21 @@ def run_one(run, data, *, model_path=None, provenance=None):
     curves of `EpochMetrics`. With `model_path` the trained model is saved
     there. `provenance` ({"revision", "dirty"}) is recorded in the row;
     by default the git revision of the running code.
+
+    The row says how many clean examples the method was given
+    (`clean_examples`, the size of its meta set; 0 for most) and counts
+    `num_train`, `num_corrupted` and the memorisation metrics on the
+    training split it trained on (without the meta set). Besides accuracy it records the
+    balanced (per-class mean) test accuracy and the mean test accuracy of
+    the rarest classes of the training split
+    (`tfrobust.imbalance.rarest_classes_accuracy`).
     """
     method = _methods.get_method(run.method)
     started = time.perf_counter()
     keras.utils.set_random_seed(run.seed)
-    model = models.build_model(run.architecture, data.input_shape, data.num_classes, seed=run.seed)
-    metrics = EpochMetrics(data)
+    model = method.build_model(run, data)
+    clean_set, train_data = method.split_data(data, run)
+    metrics = EpochMetrics(train_data)
     method.train(model, data, run, [metrics, keras.callbacks.TerminateOnNaN()])
     metrics.set_model(model)
     if not metrics.curves["test_accuracy"]:  # a method that stopped before its first epoch ended
@@ -44,19 +53,24 @@ def run_one(run, data, *, model_path=None, provenance=None):
     test_curve = curves["test_accuracy"]
     noise = data.noise
     context = _methods.NoiseContext.from_dataset(data) if method.uses_transition_matrix else None
+    test_predictions = predicted_classes(model, data.x_test)
+    counts = imbalance_lib.class_counts(data.y_train_clean, data.num_classes)
     row = {
         **run.fields(),
         "noise_kind": noise.kind,
         "noise_rate": noise.rate if noise.kind != "matrix" else math.nan,
         "realised_noise_rate": data.noisy_labels.realised_rate,
-        "num_train": len(data.y_train),
-        "num_corrupted": int(data.is_corrupted.sum()),
+        "num_train": len(train_data.y_train),
+        "num_corrupted": int(train_data.is_corrupted.sum()),
+        "clean_examples": 0 if clean_set is None else len(clean_set[1]),
         "transition_matrix": context.transition_matrix_source if context else "",
         "epochs_trained": len(test_curve),
         "finite": finite,
         "final_test_accuracy": test_curve[-1],
         "best_test_accuracy": max(test_curve),
         "best_epoch": int(np.argmax(test_curve)) + 1,
+        "balanced_test_accuracy": imbalance_lib.balanced_accuracy(data.y_test, test_predictions, data.num_classes),
+        "rarest_classes_test_accuracy": imbalance_lib.rarest_classes_accuracy(data.y_test, test_predictions, counts),
         **{name: curves[name][-1] for name in _results.MEMORISATION_FIELDS},
         "seconds": time.perf_counter() - started,
         **(provenance or _provenance.git_revision()),
@@ -93,10 +107,11 @@ def run_benchmark(config, printer=print):
     done = {row["run_id"] for row in rows}
     runs = config.runs()
     todo = [run for run in runs if run.run_id not in done]
+    imbalance_axis = f" x {len(set(config.imbalance))} imbalance settings" if config.imbalance != ("none",) else ""
     printer(
         f"Benchmark grid: {len(runs)} runs = {len(config.method_list())} methods x {len(set(config.datasets))} "
-        f"datasets x {len(set(config.architectures))} architectures x {len(set(config.noise))} noise settings "
-        f"x {len(set(config.seeds))} seeds ({config.epochs} epochs, batch {config.batch_size}, "
+        f"datasets x {len(set(config.architectures))} architectures x {len(set(config.noise))} noise settings"
+        f"{imbalance_axis} x {len(set(config.seeds))} seeds ({config.epochs} epochs, batch {config.batch_size}, "
         f"{config.optimizer} lr {config.learning_rate}); outputs in {config.output_dir}"
     )
     estimate = estimate_seconds(todo, config.data_dir)
@@ -108,9 +123,12 @@ def run_benchmark(config, printer=print):
     )
     provenance = _provenance.git_revision()
     progress = _Progress(len(runs), len(runs) - len(todo), estimate, printer, config.data_dir)
-    for (dataset, noise, seed), group in itertools.groupby(todo, key=lambda run: (run.dataset, run.noise, run.seed)):
+    def load_key(run):
+        return run.dataset, run.imbalance, run.noise, run.seed
+
+    for (dataset, imbalance, noise, seed), group in itertools.groupby(todo, key=load_key):
         data = datasets.load(dataset, noise=noise, seed=seed, max_examples=config.max_examples,
-                             data_dir=config.data_dir)
+                             data_dir=config.data_dir, imbalance=imbalance)
         for run in group:
             model_path = os.path.join(config.output_dir, "models", f"{run.run_id}.keras")
             row, curves = run_one(run, data, model_path=model_path if config.save_models else None,

@@ -1,4 +1,4 @@
-"""The tables of results.md: mean ± std over seeds, methods as rows, noise settings as columns."""
+"""The tables of results.md: mean ± std over seeds, methods as rows, noise (and imbalance) settings as columns."""
 
 import collections
 import math
@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from tfrobust import _provenance
+from tfrobust import imbalance as imbalance_lib
 from tfrobust import noise as noise_lib
 from tfrobust.benchmark import _results
 
@@ -17,6 +18,15 @@ SUMMARY_METRICS = (
     ("corrupted_predicted_noisy",
      "Memorisation: corrupted training examples predicted as their noisy label (%) after the last epoch", False),
 )
+# Shown besides, in the sections that have imbalanced runs.
+IMBALANCE_METRICS = (
+    ("balanced_test_accuracy", "Balanced clean test accuracy (%, mean of the per-class accuracies)", True),
+    ("rarest_classes_test_accuracy",
+     f"Clean test accuracy of the rarest {imbalance_lib.RAREST_CLASS_FRACTION:.0%} of classes (%, mean of their "
+     "per-class accuracies; rarest by training examples)", True),
+)
+# Marks the methods that were given clean examples (a meta set).
+CLEAN_DATA_MARK = "†"
 # Training settings that split the tables (and plots) into sections.
 SETTING_FIELDS = ("epochs", "batch_size", "optimizer", "learning_rate", "max_examples")
 
@@ -33,6 +43,35 @@ def noise_order(noise):
     """Sort key of a noise setting: by kind (`NOISE_KINDS` order), then rate."""
     spec = noise_lib.parse_noise_spec(noise)
     return noise_lib.NOISE_KINDS.index(spec.kind), spec.rate, spec.matrix_path or ""
+
+
+def imbalance_of(row):
+    """The row's imbalance spec ("none" for a row of a results.csv without the column)."""
+    return row.get("imbalance") or "none"
+
+
+def column_label(row):
+    """The table column of a row: its noise setting, prefixed by its imbalance when there is one."""
+    imbalance = imbalance_of(row)
+    if imbalance == "none":
+        return row["noise"]
+    return imbalance if row["noise"] == "none" else f"{imbalance} + {row['noise']}"
+
+
+def column_sort_key(row):
+    """Sort key of a row's column: by imbalance (kind, ratio), then noise (`noise_order`)."""
+    spec = imbalance_lib.parse_imbalance_spec(imbalance_of(row))
+    return (imbalance_lib.IMBALANCE_KINDS.index(spec.kind), spec.ratio) + noise_order(row["noise"])
+
+
+def clean_data_methods(rows):
+    """{method: clean examples} for the methods whose runs were given clean examples (largest count)."""
+    counts = collections.defaultdict(int)
+    for row in rows:
+        clean = number(row.get("clean_examples"))
+        if clean > 0:
+            counts[row["method"]] = max(counts[row["method"]], int(clean))
+    return dict(counts)
 
 
 def settings_text(row):
@@ -59,17 +98,20 @@ def revisions_text(rows):
 
 
 def _cell_values(rows, metric):
-    """{(method, noise): [values over seeds]}, with methods and noise settings in table order."""
+    """{(method, column): [values over seeds]}, with methods (clean-data methods last) and columns in table order."""
     cells = collections.defaultdict(list)
+    order = {}
     for row in rows:
-        cells[(row["method"], row["noise"])].append(number(row[metric]))
+        cells[(row["method"], column_label(row))].append(number(row[metric]))
+        order.setdefault(column_label(row), column_sort_key(row))
+    clean = clean_data_methods(rows)
     methods = list(dict.fromkeys(row["method"] for row in rows))
-    noises = sorted({row["noise"] for row in rows}, key=noise_order)
-    return cells, methods, noises
+    methods = [m for m in methods if m not in clean] + [m for m in methods if m in clean]
+    return cells, methods, sorted(order, key=order.get), clean
 
 
 def _table(rows, metric, higher_is_better):
-    cells, methods, noises = _cell_values(rows, metric)
+    cells, methods, columns, clean = _cell_values(rows, metric)
     runs_per_cell = max(len(values) for values in cells.values())
     text = {}
     means = {}
@@ -82,23 +124,40 @@ def _table(rows, metric, higher_is_better):
         text[key] = f"{means[key]:.1f}" + (f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else "")
         if len(cells[key]) < runs_per_cell:
             text[key] += f" (n={len(cells[key])})"
-    for noise in noises:
-        column = [means[(m, noise)] for m in methods if (m, noise) in means]
-        if column:
-            best = max(column) if higher_is_better else min(column)
-            for method in methods:
-                if means.get((method, noise)) == best:
-                    text[(method, noise)] = f"**{text[(method, noise)]}**"
-    lines = ["| method | " + " | ".join(noises) + " |", "|---|" + "---|" * len(noises)]
+    # The best of each column among the methods that use no clean data: a
+    # method given clean examples is not competing on the same terms.
+    competing = [m for m in methods if m not in clean] or methods
+    for column in columns:
+        values = [means[(m, column)] for m in competing if (m, column) in means]
+        if values:
+            best = max(values) if higher_is_better else min(values)
+            for method in competing:
+                if means.get((method, column)) == best:
+                    text[(method, column)] = f"**{text[(method, column)]}**"
+    lines = ["| method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for method in methods:
-        lines.append(f"| {method} | " + " | ".join(text.get((method, noise), "") for noise in noises) + " |")
+        label = f"{method} {CLEAN_DATA_MARK}" if method in clean else method
+        lines.append(f"| {label} | " + " | ".join(text.get((method, column), "") for column in columns) + " |")
     return "\n".join(lines), runs_per_cell
+
+
+def _clean_data_note(rows):
+    clean = clean_data_methods(rows)
+    if not clean:
+        return None
+    listed = ", ".join(f"{method} ({count})" for method, count in clean.items())
+    return (f"{CLEAN_DATA_MARK} Uses clean data: these methods were given a meta set of clean examples carved "
+            f"from the training split (examples per run: {listed}), which the other methods do not get. They are "
+            "listed last and left out of the bold best of each column.")
 
 
 def summarize(csv_path, metrics=SUMMARY_METRICS):
     """Markdown tables of results.csv: mean ± std over seeds, methods as rows and
-    noise settings as columns, one section per dataset x architecture (x training
-    settings), the best mean of each column in bold (ties all bold).
+    noise (and imbalance) settings as columns, one section per dataset x
+    architecture (x training settings), the best mean of each column in bold
+    (ties all bold). Sections with imbalanced runs add balanced and
+    rarest-classes accuracy; methods given clean data are marked, listed last,
+    not in bold, and named in a note under the section.
 
     Only whole rows count (`read_results`); the text names the git revision
     the rows were produced at, or every revision when they come from several.
@@ -124,9 +183,13 @@ def summarize(csv_path, metrics=SUMMARY_METRICS):
             parts.append(settings_text(group[0]) + ".")
         if several_revisions:
             parts.append(revisions_text(group))
-        for metric, caption, higher_is_better in metrics:
+        imbalanced = any(imbalance_of(row) != "none" for row in group)
+        for metric, caption, higher_is_better in tuple(metrics) + (IMBALANCE_METRICS if imbalanced else ()):
             table, runs_per_cell = _table(group, metric, higher_is_better)
             best = "highest" if higher_is_better else "lowest"
             seeds = f"mean ± std over {runs_per_cell} seeds" if runs_per_cell > 1 else "1 seed"
             parts.append(f"**{caption}**, {seeds}; {best} per column in bold.\n\n{table}")
+        note = _clean_data_note(group)
+        if note:
+            parts.append(note)
     return "\n\n".join(parts) + "\n"

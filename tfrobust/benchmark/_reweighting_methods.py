@@ -1,0 +1,206 @@
+"""The re-weighting, sample-selection and class-imbalance methods on the benchmark's method axis.
+
+Registered here, out of the default grid (`Method.in_default_grid = False`),
+so the presets that train "every method" keep their grids; the
+"reweighting" and "imbalance" presets name them.
+
+Each method keeps the defaults of its official code, with epoch counts
+scaled to the run's epochs (the fractions are constants below). Every method
+trains with the run's optimizer and learning rate, like the losses it is
+compared with, not with the optimizer of its paper.
+
+  l2rw, mwn        L2RW (Ren et al., ICML 2018) and Meta-Weight-Net (Shu et
+                   al., NeurIPS 2019), `tfrobust.reweighting` trainers with a
+                   clean meta set of META_PER_CLASS examples per class
+                   (`meta_set`), seeded by the run's seed. They are the only
+                   methods here that use clean data; results.csv records how
+                   much (`clean_examples`).
+  absgd            ABSGD for label noise (Qi et al.): lambda = -1, gamma 0.9,
+                   abAlpha 0.5, uniform weights for the first 80 of 120 epochs
+                   (the official noisy_label script for CE on CIFAR-10).
+  absgd_imbalance  ABSGD for class imbalance: lambda = 5, gamma 0.7, abAlpha
+                   0.5, uniform weights for the first 160 of 200 epochs (the
+                   official CIFAR-10-LT script).
+  bare             BARE (Patel & Sastry, WACV 2023), kappa = 1.
+  mentornet_pd     MentorNet-PD (Jiang et al., ICML 2018): the predefined
+                   curriculum with the released defaults (percentile 0.7,
+                   decay 0.5, burn-in 19%, SPCL-linear from 90%), its
+                   progress spread over the run's epochs.
+  ldam_drw         LDAM-DRW (Cao et al., NeurIPS 2019): the LDAM loss over a
+                   cosine classifier head (`build_model`), class counts from
+                   the NOISY training labels (what a user has), max margin
+                   0.5, s = 30, class-balanced weights from 160/200 of the run.
+
+MentorNet-DD is not on the axis: it needs a mentor trained beforehand on a
+clean subset of another run.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfrobust import imbalance as imbalance_lib
+from tfrobust import layers
+from tfrobust import losses
+from tfrobust import reweighting
+from tfrobust.benchmark._methods import LossMethod, Method, register_method
+from tfrobust.losses.absgd import ABSGDSchedule
+from tfrobust.losses.ldam import DeferredReweighting
+from tfrobust.losses.mentornet import MentorNetSchedule
+from tfrobust.optimizers import make_optimizer
+
+# Clean meta-set examples per class for l2rw and mwn: 10 per class is the
+# clean set of Ren et al.'s background-flip and class-imbalance experiments
+# and of Shu et al.'s imbalance experiments.
+META_PER_CLASS = 10
+
+# ABSGD (github.com/qiqi-helloworld/ABSGD): noisy_label/train.py trains 120
+# epochs and switches to finite lambda at `lamda_shots` 80; train.py (imbalance)
+# 200 epochs, switching at 160.
+ABSGD_NOISE = {"temperature": -1.0, "gamma": 0.9, "alpha": 0.5}
+ABSGD_NOISE_START_FRACTION = 80 / 120
+ABSGD_IMBALANCE = {"temperature": 5.0, "gamma": 0.7, "alpha": 0.5}
+ABSGD_IMBALANCE_START_FRACTION = 160 / 200
+# LDAM-DRW (github.com/kaidic/LDAM-DRW, cifar_train.py): DRW from epoch 160 of 200.
+DRW_START_FRACTION = 160 / 200
+
+
+def scaled_epoch(fraction, epochs):
+    """The epoch (counted from 0, as `fit` counts) at `fraction` of a run of `epochs`: floor(fraction * epochs)."""
+    return int(np.floor(fraction * epochs + 1e-9))
+
+
+def meta_set(data, seed, per_class=META_PER_CLASS):
+    """`((x_meta, y_meta), train_data)`: a balanced clean meta set of `per_class` examples per class.
+
+    Balanced data: `data.meta_split(per_class, seed)`, carved from the
+    training split and removed from it. Imbalanced data (`load(imbalance=...)`):
+    drawn first from the training-pool examples the imbalance left out
+    (`data.imbalance_left_out`, never trained on), as the papers draw a
+    balanced clean set beside the long-tailed training set; a class with
+    fewer left out (the head class keeps almost all of its examples) takes
+    the rest from the training split, removed from it. Labels are the true
+    ones; the draw depends on `seed` alone.
+    """
+    if data.imbalance_left_out is None:
+        return data.meta_split(per_class=per_class, seed=seed)
+    pool_x, pool_y = data.imbalance_left_out
+    rng = np.random.default_rng([seed, 6])  # a stream apart from the split's and the noise's
+    xs, ys, from_training = [], [], []
+    for label in range(data.num_classes):
+        pool = np.flatnonzero(pool_y == label)
+        taken = rng.choice(pool, size=min(per_class, len(pool)), replace=False)
+        xs.append(pool_x[taken])
+        missing = per_class - len(taken)
+        if missing:
+            members = np.flatnonzero(data.y_train_clean == label)
+            if len(members) <= missing:
+                raise ValueError(
+                    f"A meta set of {per_class} per class needs {missing} more examples of class {label} than the "
+                    f"imbalance left out, but its training split has only {len(members)}. Use fewer per class."
+                )
+            chosen = rng.choice(members, size=missing, replace=False)
+            xs.append(data.x_train[chosen])
+            from_training.append(chosen)
+        ys.append(np.full(per_class, label, dtype=np.int64))
+    train_data = data.without_training_examples(np.concatenate(from_training)) if from_training else data
+    return (np.concatenate(xs), np.concatenate(ys)), train_data
+
+
+class MetaSetMethod(Method):
+    """A `tfrobust.reweighting` trainer with a clean meta set (`meta_set`) carved by the run's seed."""
+
+    in_default_grid = False
+
+    def __init__(self, name, trainer_class, relative_step_cost, per_class=META_PER_CLASS):
+        self.name = name
+        self.trainer_class = trainer_class
+        self.relative_step_cost = relative_step_cost
+        self.per_class = per_class
+
+    def split_data(self, data, run):
+        return meta_set(data, run.seed, self.per_class)
+
+    def trainer(self, model, data, run):
+        meta, train_data = self.split_data(data, run)
+        trainer = self.trainer_class(model, meta_data=meta, seed=run.seed)
+        trainer.compile(optimizer=make_optimizer(run.optimizer, run.learning_rate), jit_compile=False)
+        return trainer, train_data.train_dataset(run.batch_size, seed=run.seed), []
+
+
+class ScheduledLossMethod(LossMethod):
+    """A batch-weighting loss with its per-epoch schedule callback, out of the default grid.
+
+    Args:
+        name: the method's name.
+        loss_factory: `factory(data) -> keras.losses.Loss`.
+        schedule: `schedule(loss, run) -> list of callbacks`.
+        drop_single_example_batches: skip a last batch of one example (BARE's
+            batch statistics need two).
+    """
+
+    in_default_grid = False
+
+    def __init__(self, name, loss_factory, schedule=None, drop_single_example_batches=False):
+        super().__init__(name, lambda num_classes, noise: None)
+        self._data_loss_factory = loss_factory
+        self.schedule = schedule
+        self.drop_single_example_batches = drop_single_example_batches
+
+    def loss(self, data):
+        return self._data_loss_factory(data)
+
+    def trainer(self, model, data, run):
+        model, batches, _ = super().trainer(model, data, run)
+        size = len(data.y_train)
+        if self.drop_single_example_batches and size % run.batch_size == 1:
+            # The filter hides the number of batches; Keras needs it to run every epoch.
+            batches = batches.filter(lambda x, y: tf.shape(y)[0] > 1).apply(
+                tf.data.experimental.assert_cardinality(size // run.batch_size)
+            )
+        schedule = self.schedule(model.loss, run) if self.schedule else []
+        return model, batches, schedule
+
+
+class LDAMDRWMethod(ScheduledLossMethod):
+    """LDAM-DRW: a cosine classifier head in place of the softmax output, the LDAM loss and DRW."""
+
+    def build_model(self, run, data):
+        # The run's architecture with its hidden layers (and their seeded initial
+        # weights) unchanged; only the output layer becomes a cosine classifier.
+        base = super().build_model(run, data)
+        hidden = [layer for layer in base.layers[:-2]]  # drop the last Dense and the softmax
+        head = layers.CosineClassifier(
+            data.num_classes, kernel_initializer=keras.initializers.GlorotUniform(seed=run.seed + len(hidden)),
+            name="cosine_classifier",
+        )
+        return keras.Sequential([keras.Input(data.input_shape), *hidden, head], name=f"{base.name}_cosine")
+
+
+def _absgd(settings, start_fraction):
+    return dict(
+        loss_factory=lambda data: losses.ABSGD(**settings),
+        schedule=lambda loss, run: [ABSGDSchedule(scaled_epoch(start_fraction, run.epochs), loss=loss)],
+    )
+
+
+def _ldam_loss(data):
+    return losses.LDAMLoss(imbalance_lib.class_counts(data.y_train, data.num_classes))
+
+
+# Step costs for the run-time estimate, rounded up from whole benchmark runs
+# on digits / mlp (2-core CPU): the trainers' look-ahead (a clean
+# forward/backward and a forward-mode pass, and for MW-Net a second clean
+# forward at the virtual weights) on top of a plain step.
+register_method(MetaSetMethod("l2rw", reweighting.L2RW, relative_step_cost=1.5))
+register_method(MetaSetMethod("mwn", reweighting.MetaWeightNet, relative_step_cost=2.0))
+register_method(ScheduledLossMethod("absgd", **_absgd(ABSGD_NOISE, ABSGD_NOISE_START_FRACTION)))
+register_method(ScheduledLossMethod("absgd_imbalance", **_absgd(ABSGD_IMBALANCE, ABSGD_IMBALANCE_START_FRACTION)))
+register_method(ScheduledLossMethod("bare", lambda data: losses.BatchReweighting(), drop_single_example_batches=True))
+register_method(ScheduledLossMethod(
+    "mentornet_pd", lambda data: losses.MentorNetPD(), lambda loss, run: [MentorNetSchedule(run.epochs, loss=loss)]
+))
+register_method(LDAMDRWMethod(
+    "ldam_drw", _ldam_loss,
+    lambda loss, run: [DeferredReweighting(scaled_epoch(DRW_START_FRACTION, run.epochs), loss=loss)],
+))
