@@ -146,9 +146,10 @@ def _clean_data_note(rows):
     if not clean:
         return None
     listed = ", ".join(f"{method} ({count})" for method, count in clean.items())
-    return (f"{CLEAN_DATA_MARK} Uses clean data: these methods were given a meta set of clean examples carved "
-            f"from the training split (examples per run: {listed}), which the other methods do not get. They are "
-            "listed last and left out of the bold best of each column.")
+    return (f"{CLEAN_DATA_MARK} Uses clean data: these methods were given a meta set of examples with their true "
+            f"labels (examples per run: {listed}; carved from the training split and not trained on, or on "
+            "imbalanced runs drawn from the examples the imbalance left out), which the other methods do not get. "
+            "They are listed last and left out of the bold best of each column.")
 
 
 def summarize(csv_path, metrics=SUMMARY_METRICS):
