@@ -142,7 +142,8 @@ class ScheduledLossMethod(LossMethod):
     in_default_grid = False
 
     def __init__(self, name, loss_factory, schedule=None, drop_single_example_batches=False):
-        super().__init__(name, lambda num_classes, noise: None)
+        # The factory takes the data set (LDAM needs its class counts), so `loss` is overridden.
+        super().__init__(name, loss_factory=None)
         self._data_loss_factory = loss_factory
         self.schedule = schedule
         self.drop_single_example_batches = drop_single_example_batches
