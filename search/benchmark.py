@@ -3,7 +3,10 @@
     python -m search.benchmark                       # the default preset -> runs/benchmark
     python -m search.benchmark --preset=full         # the README grid -> runs/benchmark_full
     python -m search.benchmark --preset=heldout      # evolved TaylorLoss, unseen settings -> runs/benchmark_heldout
+    python -m search.benchmark --preset=reweighting  # L2RW, MW-Net, ABSGD, BARE, MentorNet-PD -> runs/benchmark_reweighting
+    python -m search.benchmark --preset=imbalance    # long-tailed MNIST-5k -> runs/benchmark_imbalance
     python -m search.benchmark --preset=full --dry_run   # print the grid and its estimated time
+    python -m search.benchmark --methods=ce,ldam_drw --imbalance=longtail:10,step:10   # any grid
 
 `--help` lists the presets with their grids (read from
 `tfrobust.benchmark.PRESETS`); `--dry_run` gives a grid's run count and
