@@ -59,6 +59,26 @@ def nested_reference(model, meta_net, x, y, x_meta, y_meta, alpha, eps):
     return [tf.convert_to_tensor(g).numpy() for g in outer.gradient(meta_loss, meta_net.trainable_variables)]
 
 
+def finite_differences(meta_net, meta_loss, analytic, entries_per_variable, seed=0, step=1e-6):
+    """[(variable path, analytic value, central difference of `meta_loss()`)] at random entries of each
+    trainable variable of `meta_net` (each restored afterwards)."""
+    rng = np.random.default_rng(seed)
+    checked = []
+    for index, variable in enumerate(meta_net.trainable_variables):
+        original = variable.numpy()
+        for _ in range(entries_per_variable):
+            entry = tuple(int(rng.integers(0, n)) for n in original.shape)
+            values = []
+            for sign in (1.0, -1.0):
+                shifted = original.copy()
+                shifted[entry] += sign * step
+                variable.assign(shifted)
+                values.append(float(meta_loss()))
+            variable.assign(original)
+            checked.append((variable.path, analytic[index][entry], (values[0] - values[1]) / (2 * step)))
+    return checked
+
+
 @pytest.fixture
 def float64():
     policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
@@ -69,18 +89,30 @@ def float64():
     keras.config.set_dtype_policy(policy)
 
 
-def test_meta_gradient_equals_finite_differences(float64):
-    """Central differences of L_meta(theta_hat(Phi)) in float64, with theta_hat by explicit weight arithmetic."""
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_meta_gradient_equals_finite_differences(float64, batch_norm):
+    """Central differences of L_meta(theta_hat(Phi)) in float64, theta_hat by weight arithmetic.
+
+    Exact with BatchNorm too: Phi acts on the logits, after it (see
+    `_core.nested_lookahead_meta_gradient`); the logits then come from a
+    first-order stateless call of a logit twin.
+    """
     x, y, x_meta, y_meta = (a.astype("float64") if a.dtype.kind == "f" else a for a in _data(seed=3))
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="tanh"),
                               keras.layers.Dense(3, activation="softmax")])
+    if batch_norm:
+        model = _model(True)
+        twin = logit_twin(model)
+        state = [tf.convert_to_tensor(v) for v in model.non_trainable_variables]
     meta_net = reweighting.build_rectifier_net(3, hidden_units=7, seed=1)
     trainer = reweighting.WarPI(model, meta_data=(x_meta, y_meta), meta_net=meta_net, seed=4, samples=2)
     alpha = 0.8
     eps = noise(4, 0, 0, (2, len(y), 3), "float64")
-    weights = [tf.constant(w) for w in model.get_weights()]
+    weights = [tf.constant(v.numpy()) for v in model.trainable_variables]
 
     def logits(params, inputs):
+        if batch_norm:
+            return twin.stateless_call(params, state, inputs, training=True)[0]
         w1, b1, w2, b2 = params
         return tf.tanh(inputs @ w1 + b1) @ w2 + b2
 
@@ -94,22 +126,7 @@ def test_meta_gradient_equals_finite_differences(float64):
         meta_logits = logits(theta_hat, x_meta)
         return float(tf.reduce_mean(-tf.gather(tf.nn.log_softmax(meta_logits), y_meta, batch_dims=1)))
 
-    got = trainer.meta_gradient(x, y, learning_rate=alpha, step=0)
-    rng = np.random.default_rng(0)
-    checked = []
-    for index, variable in enumerate(meta_net.trainable_variables):
-        original = variable.numpy()
-        for _ in range(2):
-            entry = tuple(int(rng.integers(0, n)) for n in original.shape)
-            values = []
-            for sign in (1.0, -1.0):
-                shifted = original.copy()
-                shifted[entry] += sign * 1e-6
-                variable.assign(shifted)
-                values.append(meta_loss())
-            variable.assign(original)
-            estimate = (values[0] - values[1]) / 2e-6
-            checked.append((variable.path, got[index][entry], estimate))
+    checked = finite_differences(meta_net, meta_loss, trainer.meta_gradient(x, y, learning_rate=alpha, step=0), 2)
     for path, analytic, estimate in checked:
         np.testing.assert_allclose(analytic, estimate, rtol=1e-3, atol=1e-9, err_msg=path)
     assert sum(abs(estimate) > 1e-5 for _, _, estimate in checked) >= 8, "most entries must carry signal"

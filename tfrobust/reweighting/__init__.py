@@ -15,12 +15,17 @@ place:
                  learned by a one-step look-ahead on the meta batch.
   WarPI          Sun et al., Pattern Recognition 2022: a probabilistic meta-net
                  rescales each example's logits (same bilevel loop, nested tapes).
+  AdvisorNetwork Ricci et al., ICIAP 2021: an advisor re-weights the features the
+                 head sees, per example (same bilevel loop, nested tapes).
 """
 
+from tfrobust.reweighting.advisor import AdvisorNetwork
+from tfrobust.reweighting.advisor import build_advisor_net
 from tfrobust.reweighting.l2rw import L2RW
 from tfrobust.reweighting.meta_weight_net import MetaWeightNet
 from tfrobust.reweighting.meta_weight_net import build_meta_net
 from tfrobust.reweighting.warpi import WarPI
 from tfrobust.reweighting.warpi import build_rectifier_net
 
-__all__ = ["L2RW", "MetaWeightNet", "WarPI", "build_meta_net", "build_rectifier_net"]
+__all__ = ["L2RW", "AdvisorNetwork", "MetaWeightNet", "WarPI", "build_advisor_net", "build_meta_net",
+           "build_rectifier_net"]

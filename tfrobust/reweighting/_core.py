@@ -252,6 +252,14 @@ def nested_lookahead_meta_gradient(model, loss, trainable, non_trainable, virtua
     discarded); the gradient of the all-reduce sends every replica's part
     of dL/dtheta_hat back to every replica's Phi.
 
+    Exactness: Keras's BatchNormalization takes its batch moments from
+    tf.nn.moments, which stops the gradient of the mean inside the variance.
+    First derivatives are exact; second derivatives through the layer miss
+    a term. The meta-gradient is exact when Phi enters the objective after
+    the last BatchNormalization (WarPI rescales the logits; an advisor split
+    after it), since the virtual step then depends on Phi only through
+    the linear backward pass; `AdvisorNetwork` warns otherwise.
+
     Returns `(meta_gradient, meta_loss)`: this replica's share of
     grad_Phi L_meta (the optimizer sums replicas) and the global meta loss.
     """

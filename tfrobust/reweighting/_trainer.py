@@ -267,7 +267,7 @@ class MetaNetTrainer(ReweightingTrainer):
         self.meta_optimizer = keras.optimizers.get(meta_optimizer)
 
     def _check_meta_net(self, inputs, expected_shapes, signature):
-        """Calls the meta-net on the probe `inputs`: a ValueError quoting `signature` unless it gives `expected_shapes`."""
+        """Calls the meta-net on probe `inputs`: a ValueError quoting `signature` unless it gives `expected_shapes`."""
         try:
             outputs = self.meta_net(inputs)
             outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
