@@ -288,3 +288,27 @@ def test_bad_input_is_named():
     wrong = reweighting.build_rectifier_net(4)
     with pytest.raises(ValueError, match=r"meta_net.*C = 3"):
         reweighting.WarPI(_model(False), meta_data=(x_meta, y_meta), meta_net=wrong)
+
+
+def train_on_noisy_digits(make_trainer, epochs=10, seed=0):
+    """Test accuracy of a 64-unit MLP trained by `make_trainer(model, meta)` on digits with 40% symmetric
+    noise and 10 clean examples per class (the hidden layer is named "features")."""
+    from tfrobust import datasets
+
+    meta, data = datasets.load("digits", noise="symmetric:0.4", seed=seed).meta_split(per_class=10, seed=seed)
+    glorot = keras.initializers.GlorotUniform
+    model = keras.Sequential(
+        [keras.Input(data.input_shape), keras.layers.Flatten(),
+         keras.layers.Dense(64, activation="relu", kernel_initializer=glorot(seed), name="features"),
+         keras.layers.Dense(10, activation="softmax", kernel_initializer=glorot(seed + 1))]
+    )
+    trainer = make_trainer(model, meta)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), metrics=["accuracy"])
+    trainer.fit(data.train_dataset(100, seed=seed), epochs=epochs, verbose=0)
+    return model.evaluate(data.x_test, data.y_test, verbose=0)[1]
+
+
+def test_end_to_end_on_noisy_digits():
+    # Measured over seeds 0-2 (10 epochs of 12 steps): test accuracy 0.85-0.90 (chance 0.1).
+    accuracy = train_on_noisy_digits(lambda model, meta: reweighting.WarPI(model, meta_data=meta, seed=0))
+    assert accuracy > 0.5
