@@ -9,6 +9,7 @@ import tensorflow as tf
 from tfrobust import reweighting
 from tests.l2rw_test import _data
 from tests.warpi_test import check_fit_save_and_config
+from tests.warpi_test import check_mirrored_matches_single_device
 from tests.warpi_test import finite_differences
 from tests.warpi_test import float64  # noqa: F401 (a fixture)
 from tests.warpi_test import train_on_noisy_digits
@@ -224,6 +225,13 @@ def test_bad_split_and_input_are_named():
     trainer.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="has no meta set.*meta_split"):
         trainer.fit(x, y, epochs=1, verbose=0)
+
+
+def test_mirrored_strategy_matches_single_device():
+    check_mirrored_matches_single_device(
+        lambda meta: reweighting.AdvisorNetwork(_model(False), meta_data=meta, split="features",
+                                                meta_batch_size=6, seed=1)
+    )
 
 
 def test_end_to_end_on_noisy_digits():
