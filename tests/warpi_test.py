@@ -213,9 +213,13 @@ def test_batchnorm_statistics_do_not_leak():
 
 
 def check_fit_save_and_config(trainer_class, model, tmp_path, **kwargs):
-    """fit -> History (with validation), .keras round trips of the classifier and of the trainer, config."""
+    """fit -> History (with validation), .keras round trips of the classifier and of the trainer, config;
+    with TaylorLoss.pretrained() as the base loss (any per-example loss works)."""
+    from tfrobust.losses import TaylorLoss
+
     x, y, x_meta, y_meta = _data(n=24)
-    trainer = trainer_class(model, meta_data=(x_meta, y_meta), meta_batch_size=4, seed=3, **kwargs)
+    trainer = trainer_class(model, meta_data=(x_meta, y_meta), loss=TaylorLoss.pretrained(), meta_batch_size=4,
+                            seed=3, **kwargs)
     trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), metrics=["accuracy"])
     history = trainer.fit(x, y, batch_size=8, epochs=2, validation_data=(x_meta, y_meta), verbose=0)
     assert isinstance(history, keras.callbacks.History)
