@@ -25,12 +25,15 @@ import dataclasses
 
 import numpy as np
 
+from tfrobust._specs import KindSpecSyntax
+
 IMBALANCE_KINDS = ("none", "longtail", "step")
 
 # The share of classes that "rarest classes accuracy" averages over (at least one class).
 RAREST_CLASS_FRACTION = 0.2
 
 _VALID_SPECS = "'none', 'longtail:RHO' or 'step:RHO' (RHO a number >= 1, the ratio n_max / n_min)"
+_SPEC_SYNTAX = KindSpecSyntax("imbalance spec", _VALID_SPECS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,22 +95,12 @@ def parse_imbalance_spec(spec) -> ImbalanceSpec:
         return ImbalanceSpec()
     if isinstance(spec, ImbalanceSpec):
         return spec
-    if not isinstance(spec, str):
-        raise ValueError(f"An imbalance spec is a string, one of {_VALID_SPECS}; got {spec!r}.")
-    kind, separator, argument = spec.strip().partition(":")
-    kind = kind.strip().lower()
-    if kind == "none" and not separator:
+    kind, has_argument, argument = _SPEC_SYNTAX.split(spec)
+    if kind == "none" and not has_argument:
         return ImbalanceSpec()
-    if kind in ("longtail", "step") and separator:
-        try:
-            ratio = float(argument)
-        except ValueError:
-            raise ValueError(
-                f"Imbalance spec {spec!r}: {argument.strip()!r} is not a number; valid imbalance specs are "
-                f"{_VALID_SPECS}."
-            ) from None
-        return ImbalanceSpec(kind, ratio)
-    raise ValueError(f"Cannot parse imbalance spec {spec!r}; valid imbalance specs are {_VALID_SPECS}.")
+    if kind in ("longtail", "step") and has_argument:
+        return ImbalanceSpec(kind, _SPEC_SYNTAX.number(spec, argument))
+    raise _SPEC_SYNTAX.unparseable(spec)
 
 
 def long_tail_counts(n_max, num_classes, ratio) -> np.ndarray:

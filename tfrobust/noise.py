@@ -32,16 +32,36 @@ r' = r C / (C - 1).
 
 import dataclasses
 import json
-import math
-import numbers
 import os
 
 import numpy as np
 
-# How far a row of a transition matrix may sum from 1: loose enough for
-# probabilities rounded to 5 decimals in a hand-written file (1/3 as 0.33333).
-# Sampling renormalises every row, so the slack never biases a draw.
-ROW_SUM_TOLERANCE = 1e-4
+from tfrobust._noise_checks import MATRIX_FILE_EXTENSIONS, ROW_SUM_TOLERANCE, check_transition_matrix
+from tfrobust._noise_checks import check_features, check_labels, check_mapping, check_matrix_path
+from tfrobust._noise_checks import check_num_classes, check_rate, seeded_rng
+from tfrobust._noise_checks import check_seed as _check_seed  # noqa: F401  (tfrobust.datasets checks its seeds with it)
+from tfrobust._noise_tf import tf_noise_fn
+from tfrobust._specs import KindSpecSyntax
+
+__all__ = [
+    "CIFAR10_ASYMMETRIC_MAPPING",
+    "INSTANCE_FLIP_RATE_STD",
+    "MATRIX_FILE_EXTENSIONS",
+    "NOISE_KINDS",
+    "ROW_SUM_TOLERANCE",
+    "NoiseSpec",
+    "NoisyLabels",
+    "check_transition_matrix",
+    "from_transition_matrix",
+    "instance_dependent",
+    "load_transition_matrix",
+    "pair_flip",
+    "pair_flip_transition_matrix",
+    "parse_noise_spec",
+    "symmetric",
+    "symmetric_transition_matrix",
+    "tf_noise_fn",
+]
 
 # Standard deviation of the per-example flip rate of `instance_dependent`
 # (Xia et al., NeurIPS 2020, use 0.1 in all their experiments).
@@ -54,13 +74,12 @@ CIFAR10_ASYMMETRIC_MAPPING = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
 
 NOISE_KINDS = ("none", "symmetric", "pairflip", "instance", "matrix")
 
-MATRIX_FILE_EXTENSIONS = (".npy", ".csv", ".json")
-
 _VALID_SPECS = (
     "'none', 'symmetric:RATE', 'pairflip:RATE', 'instance:RATE' or "
     "'matrix:PATH' (RATE a number in [0, 1); PATH a .npy, .csv or .json file "
     "holding a C x C transition matrix)"
 )
+_SPEC_SYNTAX = KindSpecSyntax("noise spec", _VALID_SPECS)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -108,9 +127,9 @@ def symmetric_transition_matrix(noise_rate, num_classes) -> np.ndarray:
             whatever the true class, and above it a wrong class is more likely
             than the true one.
     """
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     limit = (num_classes - 1) / num_classes
-    noise_rate = _check_rate(
+    noise_rate = check_rate(
         noise_rate,
         upper=limit,
         why=(
@@ -138,13 +157,13 @@ def pair_flip_transition_matrix(noise_rate, num_classes, mapping=None) -> np.nda
             cannot be told apart), or `mapping` names classes outside
             [0, C) or maps a class to itself.
     """
-    num_classes = _check_num_classes(num_classes)
-    noise_rate = _check_rate(
+    num_classes = check_num_classes(num_classes)
+    noise_rate = check_rate(
         noise_rate,
         upper=0.5,
         why="at rate >= 0.5 a flipped class is labelled as its target at least as often as as itself",
     )
-    mapping = _check_mapping(mapping, num_classes)
+    mapping = check_mapping(mapping, num_classes)
     matrix = np.eye(num_classes)
     for source, target in mapping.items():
         matrix[source, source] = 1.0 - noise_rate
@@ -161,7 +180,7 @@ def symmetric(labels, noise_rate, num_classes=None, *, seed) -> NoisyLabels:
     from the transition matrix, so the realised rate is binomial around
     `noise_rate` (see the module docstring).
     """
-    labels, num_classes = _check_labels(labels, num_classes)
+    labels, num_classes = check_labels(labels, num_classes)
     matrix = symmetric_transition_matrix(noise_rate, num_classes)
     return from_transition_matrix(labels, matrix, seed=seed)
 
@@ -172,7 +191,7 @@ def pair_flip(labels, noise_rate, num_classes=None, *, mapping=None, seed) -> No
     `num_classes` defaults to `max(labels) + 1`; give it explicitly when the
     labels may miss the last classes (the default mapping depends on C).
     """
-    labels, num_classes = _check_labels(labels, num_classes)
+    labels, num_classes = check_labels(labels, num_classes)
     matrix = pair_flip_transition_matrix(noise_rate, num_classes, mapping)
     return from_transition_matrix(labels, matrix, seed=seed)
 
@@ -189,8 +208,8 @@ def from_transition_matrix(labels, transition_matrix, *, seed) -> NoisyLabels:
         ValueError: for a malformed matrix or labels outside [0, C).
     """
     matrix = check_transition_matrix(transition_matrix)
-    labels, num_classes = _check_labels(labels, matrix.shape[0])
-    rng = _rng(seed)
+    labels, num_classes = check_labels(labels, matrix.shape[0])
+    rng = seeded_rng(seed)
     noisy = _sample_rows(matrix[labels], rng)
     return _noisy_labels(labels, noisy, num_classes)
 
@@ -231,11 +250,11 @@ def instance_dependent(labels, features, noise_rate, num_classes=None, *, seed) 
         num_classes: defaults to `max(labels) + 1`; at least 2.
         seed: non-negative int.
     """
-    labels, num_classes = _check_labels(labels, num_classes)
-    _check_num_classes(num_classes)
-    noise_rate = _check_rate(noise_rate)
-    features = _check_features(features, len(labels))
-    rng = _rng(seed)
+    labels, num_classes = check_labels(labels, num_classes)
+    check_num_classes(num_classes)
+    noise_rate = check_rate(noise_rate)
+    features = check_features(features, len(labels))
+    rng = seeded_rng(seed)
 
     if noise_rate == 0.0:
         return _noisy_labels(labels, labels.copy(), num_classes)
@@ -278,9 +297,9 @@ class NoiseSpec:
                 raise ValueError(f"Noise kind {self.kind!r} takes no rate; got rate={self.rate!r}.")
         else:
             upper = 0.5 if self.kind == "pairflip" else 1.0
-            object.__setattr__(self, "rate", _check_rate(self.rate, upper=upper))
+            object.__setattr__(self, "rate", check_rate(self.rate, upper=upper))
         if self.kind == "matrix":
-            _check_matrix_path(self.matrix_path)
+            check_matrix_path(self.matrix_path)
         elif self.matrix_path is not None:
             raise ValueError(f"Only noise kind 'matrix' takes a matrix_path; got kind {self.kind!r}.")
 
@@ -297,7 +316,7 @@ class NoiseSpec:
             ValueError: for a bad `num_classes` or a matrix file of another size.
             FileNotFoundError: for a missing matrix file.
         """
-        num_classes = _check_num_classes(num_classes)
+        num_classes = check_num_classes(num_classes)
         if self.kind == "instance":
             return None
         if self.kind == "symmetric":
@@ -319,10 +338,10 @@ class NoiseSpec:
         if self.kind == "instance":
             return instance_dependent(labels, features, self.rate, num_classes, seed=seed)
         if self.kind == "none":
-            labels, num_classes = _check_labels(labels, num_classes)
+            labels, num_classes = check_labels(labels, num_classes)
             return _noisy_labels(labels, labels.copy(), num_classes)
         # Checking the labels first names a bad label before a bad class count.
-        labels, num_classes = _check_labels(labels, num_classes)
+        labels, num_classes = check_labels(labels, num_classes)
         return from_transition_matrix(labels, self.transition_matrix(num_classes), seed=seed)
 
     def __str__(self):
@@ -345,30 +364,20 @@ def parse_noise_spec(spec) -> NoiseSpec:
     """
     if isinstance(spec, NoiseSpec):
         return spec
-    if not isinstance(spec, str):
-        raise ValueError(f"A noise spec is a string, one of {_VALID_SPECS}; got {spec!r}.")
-    kind, separator, argument = spec.strip().partition(":")
-    kind = kind.strip().lower()
-    if kind == "none" and not separator:
+    kind, has_argument, argument = _SPEC_SYNTAX.split(spec)
+    if kind == "none" and not has_argument:
         return NoiseSpec("none")
-    if kind == "matrix" and argument.strip():
-        return NoiseSpec("matrix", matrix_path=argument.strip())
-    if kind in ("symmetric", "pairflip", "instance") and separator:
-        try:
-            rate = float(argument)
-        except ValueError:
-            raise ValueError(
-                f"Noise spec {spec!r}: {argument.strip()!r} is not a number; "
-                f"valid noise specs are {_VALID_SPECS}."
-            ) from None
-        return NoiseSpec(kind, rate)
-    raise ValueError(f"Cannot parse noise spec {spec!r}; valid noise specs are {_VALID_SPECS}.")
+    if kind == "matrix" and argument:
+        return NoiseSpec("matrix", matrix_path=argument)
+    if kind in ("symmetric", "pairflip", "instance") and has_argument:
+        return NoiseSpec(kind, _SPEC_SYNTAX.number(spec, argument))
+    raise _SPEC_SYNTAX.unparseable(spec)
 
 
 def load_transition_matrix(path) -> np.ndarray:
     """Reads and checks a `(C, C)` transition matrix from a .npy, .csv
     (comma-separated rows) or .json (a list of rows) file."""
-    path = _check_matrix_path(os.fspath(path))
+    path = check_matrix_path(os.fspath(path))
     if not os.path.exists(path):
         raise FileNotFoundError(f"Transition-matrix file {path} does not exist.")
     extension = os.path.splitext(path)[1].lower()
@@ -380,92 +389,6 @@ def load_transition_matrix(path) -> np.ndarray:
         with open(path) as file:
             matrix = json.load(file)
     return check_transition_matrix(matrix, source=path)
-
-
-def check_transition_matrix(transition_matrix, *, source="The transition matrix") -> np.ndarray:
-    """`transition_matrix` as a float64 array, or a ValueError saying what is wrong and how to fix it.
-
-    The one set of rules for every transition matrix in tfrobust (noise
-    generators, matrix files, loss corrections): T[i, j] = P(noisy label = j |
-    clean label = i) is square with at least 2 classes, finite, non-negative,
-    and each row sums to 1 within `ROW_SUM_TOLERANCE`. `source` names the
-    matrix in the message (a file path, or a loss's argument).
-    """
-    try:
-        matrix = np.asarray(transition_matrix, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{source} must be a square matrix of numbers (a nested list or array); got {transition_matrix!r}."
-        ) from None
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
-        raise ValueError(
-            f"{source} must be square, (C, C) with at least 2 classes (row i: clean class i, column j: "
-            f"noisy class j); got shape {matrix.shape}."
-        )
-    if not np.all(np.isfinite(matrix)):
-        raise ValueError(f"{source} must be finite; it has non-finite entries (NaN or inf).")
-    if np.any(matrix < 0):
-        row, column = np.argwhere(matrix < 0)[0]
-        raise ValueError(
-            f"{source} entries are probabilities and must be >= 0; got negative probabilities, e.g. "
-            f"T[{row}, {column}] = {float(matrix[row, column]):.10g}."
-        )
-    row_sums = matrix.sum(axis=1)
-    bad_rows = np.flatnonzero(np.abs(row_sums - 1.0) > ROW_SUM_TOLERANCE)
-    if bad_rows.size:
-        sums = ", ".join(f"{total:.6g}" for total in row_sums[bad_rows])
-        message = (
-            f"{source} rows must sum to 1 within {ROW_SUM_TOLERANCE:g} (row i is the distribution of the noisy "
-            f"label given clean class i); rows {bad_rows.tolist()} sum to [{sums}]."
-        )
-        if np.all(np.abs(matrix.sum(axis=0) - 1.0) <= ROW_SUM_TOLERANCE):
-            message += " Its columns sum to 1: pass the transpose."
-        else:
-            message += " Normalise the rows."
-        raise ValueError(message)
-    return matrix
-
-
-def tf_noise_fn(transition_matrix, *, seed):
-    """Returns `noisy_label(index, label)` for use inside `tf.data.Dataset.map`.
-
-    The noisy label of an example is drawn from row `T[label]` by
-    `tf.random.stateless_categorical` with the seed `(seed, index)`, so it
-    depends only on the seed and the example's index: it is the same in every
-    epoch, on every worker and whatever the order or sharding of the
-    pipeline. (It is not the same draw as `from_transition_matrix` with the
-    same seed, which uses numpy's generator.) The function takes one example
-    (scalar index and label, so map before batching) and returns the label in
-    the dtype it came in. Example:
-
-        noisy_label = tf_noise_fn(symmetric_transition_matrix(0.4, 10), seed=0)
-        dataset = dataset.enumerate().map(
-            lambda index, example: (example[0], noisy_label(index, example[1])))
-    """
-    import tensorflow as tf  # noqa: PLC0415  (only this function needs TensorFlow)
-
-    matrix = check_transition_matrix(transition_matrix)
-    seed = _check_seed(seed)
-    num_classes = matrix.shape[0]
-    with np.errstate(divide="ignore"):
-        log_matrix = tf.constant(np.log(matrix), tf.float32)  # log 0 = -inf: never drawn
-    message = f"tf_noise_fn: labels must lie in [0, {num_classes}) for a {num_classes}-class matrix."
-
-    def noisy_label(index, label):
-        label = tf.convert_to_tensor(label)
-        class_index = tf.cast(label, tf.int64)
-        checks = [
-            tf.debugging.assert_non_negative(class_index, message=message),
-            tf.debugging.assert_less(class_index, tf.constant(num_classes, tf.int64), message=message),
-        ]
-        with tf.control_dependencies(checks):
-            logits = tf.gather(log_matrix, class_index)[tf.newaxis]
-        example_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
-        draw = tf.random.stateless_categorical(logits, 1, seed=example_seed, dtype=tf.int64)
-        return tf.cast(draw[0, 0], label.dtype)
-
-    return noisy_label
-
 
 def _noisy_labels(clean, noisy, num_classes):
     noisy = noisy.astype(np.int64)
@@ -503,127 +426,3 @@ def _truncated_normal(mean, std, size, rng):
         values[outside] = rng.normal(mean, std, outside.sum())
         outside = (values < 0) | (values > 1)
     return values
-
-
-def _check_labels(labels, num_classes):
-    array = np.asarray(labels)
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.ndim != 1:
-        raise ValueError(
-            f"Labels must be integer class indices of shape (n,) or (n, 1); got shape {array.shape}. "
-            "Convert one-hot labels with argmax first."
-        )
-    if array.dtype == bool or not (
-        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
-    ):
-        raise ValueError(f"Labels must be integer class indices; got dtype {array.dtype}.")
-    if np.issubdtype(array.dtype, np.floating):
-        fractional = ~np.isfinite(array) | (array != np.round(array))
-        if fractional.any():
-            raise ValueError(
-                "Labels must be integer class indices; got non-integer values such as "
-                f"{float(array[fractional][0]):.10g} (at index {np.flatnonzero(fractional)[0]})."
-            )
-    array = array.astype(np.int64)
-    if num_classes is None:
-        if array.size == 0:
-            raise ValueError("num_classes cannot be inferred from empty labels; pass num_classes.")
-        num_classes = int(array.max()) + 1
-    num_classes = _check_num_classes(num_classes, minimum=1)
-    out_of_range = (array < 0) | (array >= num_classes)
-    if out_of_range.any():
-        raise ValueError(
-            f"Labels must lie in [0, {num_classes}) for {num_classes} classes; got "
-            f"{array[out_of_range][0]} at index {np.flatnonzero(out_of_range)[0]}."
-        )
-    return array, num_classes
-
-
-def _check_num_classes(num_classes, minimum=2):
-    if not _is_integer(num_classes) or num_classes < minimum:
-        raise ValueError(f"num_classes must be an integer >= {minimum}; got {num_classes!r}.")
-    return int(num_classes)
-
-
-def _check_rate(noise_rate, upper=1.0, why=None):
-    if (
-        isinstance(noise_rate, bool)
-        or not isinstance(noise_rate, numbers.Real)
-        or not math.isfinite(noise_rate)
-        or not 0.0 <= noise_rate < upper
-    ):
-        reason = f" ({why})" if why else ""
-        raise ValueError(f"noise_rate must be a number in [0, {upper:.4g}){reason}; got {noise_rate!r}.")
-    return float(noise_rate)
-
-
-def _check_mapping(mapping, num_classes):
-    if mapping is None:
-        return {source: (source + 1) % num_classes for source in range(num_classes)}
-    if not isinstance(mapping, dict):
-        raise ValueError(f"mapping must be a dict {{source_class: target_class}}; got {mapping!r}.")
-    checked = {}
-    for source, target in mapping.items():
-        for value in (source, target):
-            if not _is_integer(value) or not 0 <= value < num_classes:
-                raise ValueError(
-                    f"mapping entry {source!r}: {target!r} names a class outside [0, {num_classes}); "
-                    "keys and values must be class indices."
-                )
-        if source == target:
-            raise ValueError(
-                f"mapping maps class {source} to itself; leave clean classes out of the mapping."
-            )
-        checked[int(source)] = int(target)
-    return checked
-
-
-def _check_features(features, num_examples):
-    if features is None:
-        raise ValueError(
-            "Instance-dependent noise needs the features of the examples (an array with one row "
-            "per label); got features=None."
-        )
-    array = np.asarray(features)
-    # float32 stays float32: a large image set would double in float64.
-    if not np.issubdtype(array.dtype, np.floating):
-        try:
-            array = array.astype(np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"Features for instance-dependent noise must be numeric; got dtype {array.dtype}."
-            ) from None
-    if array.ndim == 0 or len(array) != num_examples:
-        raise ValueError(
-            f"Features must have one row per label: {num_examples} labels but features of "
-            f"shape {array.shape}."
-        )
-    array = array.reshape(num_examples, -1)
-    if not np.all(np.isfinite(array)):
-        raise ValueError("Features for instance-dependent noise contain NaN or inf.")
-    return array
-
-
-def _check_seed(seed):
-    if not _is_integer(seed) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be a non-negative integer (below 2**63); got {seed!r}.")
-    return int(seed)
-
-
-def _is_integer(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _rng(seed):
-    return np.random.default_rng(_check_seed(seed))
-
-
-def _check_matrix_path(path):
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"Noise kind 'matrix' needs the path of a matrix file; got {path!r}.")
-    if os.path.splitext(path)[1].lower() not in MATRIX_FILE_EXTENSIONS:
-        raise ValueError(
-            f"Transition-matrix file {path!r} must end in one of {', '.join(MATRIX_FILE_EXTENSIONS)}."
-        )
-    return path
