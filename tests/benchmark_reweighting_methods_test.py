@@ -9,8 +9,8 @@ import pytest
 from tfrobust import benchmark, datasets, imbalance, layers, losses, reweighting
 from tfrobust.benchmark import _reweighting_methods as methods_lib
 
-NEW_METHODS = ("l2rw", "mwn", "absgd", "absgd_imbalance", "bare", "mentornet_pd", "ldam_drw")
-CLEAN_DATA = {"l2rw", "mwn"}
+NEW_METHODS = ("l2rw", "mwn", "warpi", "advisor", "absgd", "absgd_imbalance", "bare", "mentornet_pd", "ldam_drw")
+CLEAN_DATA = {"l2rw", "mwn", "warpi", "advisor"}
 PROVENANCE = {"revision": "unknown", "dirty": ""}
 
 
@@ -113,6 +113,27 @@ def test_mwn_trains_the_benchmark_model_in_place(noisy_digits):
     trainer, batches, schedule = method.trainer(model, noisy_digits, run)
     assert isinstance(trainer, reweighting.MetaWeightNet) and trainer.model is model and schedule == []
     assert trainer.meta_data[0].shape[0] == 100
+
+
+@pytest.mark.parametrize("architecture, feature_dim", [("mlp", 128), ("mlp2", 128), ("cnn", 32 * 2 * 2),
+                                                       ("linear", 64)])
+def test_advisor_splits_the_benchmark_architectures_before_their_classifier(architecture, feature_dim, noisy_digits):
+    run = _run("advisor", architecture=architecture, epochs=1)
+    method = benchmark.get_method("advisor")
+    model = method.build_model(run, noisy_digits)
+    trainer, _, _ = method.trainer(model, noisy_digits, run)
+    assert isinstance(trainer, reweighting.AdvisorNetwork) and trainer.model is model
+    # The head is the last Dense and the softmax: the advisor re-weights what the classifier reads.
+    assert [type(layer) for layer in trainer.parts.head.layers] == [keras.layers.Dense, keras.layers.Activation]
+    assert trainer.parts.feature_dim == feature_dim  # digits are 8 x 8 x 1; cnn pools twice to 2 x 2 x 32
+    assert trainer.split == methods_lib.advisor_split(model)
+
+
+def test_warpi_and_advisor_are_in_the_reweighting_preset_within_its_budget():
+    config = benchmark.BenchmarkConfig.from_preset("reweighting")
+    assert {"l2rw", "mwn", "warpi", "advisor"} <= set(config.method_list())
+    assert benchmark.get_method("advisor").relative_step_cost > benchmark.get_method("l2rw").relative_step_cost
+    assert benchmark.estimate_seconds(config.runs()) < 30 * 60
 
 
 def test_balanced_accuracy_on_an_imbalanced_run_matches_numpy_on_the_saved_model(tmp_path):

@@ -66,14 +66,14 @@ PRESETS = {
     # Issue 11 / 12 methods (tfrobust.benchmark._reweighting_methods) beside
     # CE, GCE and the evolved TaylorLoss, on the same runs and on the grid of
     # the "full" preset (same data, model, noise, seeds and epochs), so its
-    # rows compare with the README table. l2rw and mwn are given 10 clean
-    # examples per class (results.csv: clean_examples).
+    # rows compare with the README table. l2rw, mwn, warpi and advisor are
+    # given 10 clean examples per class (results.csv: clean_examples).
     "reweighting": {
-        "about": "the re-weighting and sample-selection methods (L2RW and Meta-Weight-Net with a clean meta set "
-                 "of 10 per class, ABSGD for noise, BARE, MentorNet-PD) against CE, GCE and the evolved "
-                 "TaylorLoss",
+        "about": "the re-weighting and sample-selection methods (L2RW, Meta-Weight-Net, WarPI and the advisor "
+                 "network with a clean meta set of 10 per class, ABSGD for noise, BARE, MentorNet-PD) against CE, "
+                 "GCE and the evolved TaylorLoss",
         "output_dir": "runs/benchmark_reweighting",
-        "methods": ("ce", "gce", "taylor", "l2rw", "mwn", "absgd", "bare", "mentornet_pd"),
+        "methods": ("ce", "gce", "taylor", "l2rw", "mwn", "warpi", "advisor", "absgd", "bare", "mentornet_pd"),
         **_FULL_GRID,
     },
     # MNIST-5k only: on digits (about 130 training examples a class) the rarest
