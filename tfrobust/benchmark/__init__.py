@@ -65,6 +65,7 @@ from tfrobust.benchmark._methods import method_names
 from tfrobust.benchmark._methods import register_method
 from tfrobust.benchmark._reweighting_methods import META_PER_CLASS
 from tfrobust.benchmark._reweighting_methods import meta_set
+from tfrobust.benchmark import _selection_methods  # noqa: F401  (registers adacore)
 from tfrobust.benchmark._plots import plot_accuracy_vs_noise
 from tfrobust.benchmark._plots import plot_memorisation
 from tfrobust.benchmark._report import ACCURACY_PLOT
