@@ -13,12 +13,21 @@ can use it the same way:
     tracker = EpochMetrics(data)  # a tfrobust.datasets.NoisyDataset
     model.fit(data.x_train, data.y_train, epochs=20, callbacks=[tracker])
     tracker.curves["corrupted_predicted_noisy"]  # one value per epoch
+
+Without clean labels: `Susceptibility` (a callback) tracks memorisation from
+unlabeled inputs alone (Forouzesh et al., ICLR 2023), and `select_model`
+picks, among trained models, one that fits the noisy training set well but
+is not susceptible to random labels (the paper's quadrant rule);
+`plot_model_selection` draws the picture.
 """
 
 import math
 
 import keras
 import numpy as np
+
+from tfrobust._model_selection import ModelSelection, plot_model_selection, select_model  # noqa: F401
+from tfrobust._susceptibility import Susceptibility  # noqa: F401
 
 # The per-epoch series `EpochMetrics` records, in this order (the keys of its `curves`).
 CURVE_METRICS = (
