@@ -29,8 +29,11 @@ def _data(seed=0, n=12, meta=8):
     return x, y, x_meta, y_meta
 
 
-def reference_scores(model, x, y, x_meta, y_meta, step_size=1.0):
-    """u_i = -d L_meta(theta_hat(eps)) / d eps_i at eps = 0, by nested tapes (Ren et al., Algorithm 1)."""
+def reference_scores(model, x, y, x_meta, y_meta, step_size=1.0, meta_objective=tf.reduce_mean):
+    """u_i = -d L_meta(theta_hat(eps)) / d eps_i at eps = 0, by nested tapes (Ren et al., Algorithm 1).
+
+    L_meta = meta_objective(per-example meta losses); FORML's tests pass a group objective.
+    """
     loss = keras.losses.SparseCategoricalCrossentropy(reduction=None)
     theta = [tf.convert_to_tensor(v) for v in model.trainable_variables]
     state = [tf.convert_to_tensor(v) for v in model.non_trainable_variables]
@@ -44,7 +47,7 @@ def reference_scores(model, x, y, x_meta, y_meta, step_size=1.0):
         step = inner.gradient(weighted, theta)
         theta_hat = [t - step_size * g for t, g in zip(theta, step)]
         meta_predictions, _ = model.stateless_call(theta_hat, state, x_meta, training=True)
-        meta_loss = tf.reduce_mean(loss(y_meta, meta_predictions))
+        meta_loss = meta_objective(loss(y_meta, meta_predictions))
     return -outer.gradient(meta_loss, eps).numpy()
 
 

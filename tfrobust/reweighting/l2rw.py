@@ -66,9 +66,7 @@ class L2RW(ReweightingTrainer):
         owner = type(self).__name__
         trainable = _core.variable_values(self.model.trainable_variables)
         non_trainable = _core.variable_values(self.model.non_trainable_variables)
-        _, meta_gradient = _core.meta_loss_and_gradient(
-            self.model, self.base_loss, trainable, non_trainable, meta_x, meta_y, meta_count, owner
-        )
+        meta_gradient = self._meta_gradient(trainable, non_trainable, meta_x, meta_y, meta_count)
         with tape:
             tape.watch(trainable)
             losses, scores, y_pred, new_non_trainable, regularization = _core.directional_derivatives(
@@ -76,6 +74,12 @@ class L2RW(ReweightingTrainer):
             )
             regularization = _core.regularization_share(regularization, losses.dtype)
         return normalized_weights(scores), trainable, losses, y_pred, new_non_trainable, regularization
+
+    def _meta_gradient(self, trainable, non_trainable, meta_x, meta_y, meta_count):
+        """g = grad_theta L_meta(theta), the direction the weights are read along (FORML changes L_meta)."""
+        return _core.meta_loss_and_gradient(
+            self.model, self.base_loss, trainable, non_trainable, meta_x, meta_y, meta_count, type(self).__name__
+        )[1]
 
     def _reweighted_step(self, x, y):
         meta_x, meta_y, meta_count = self._draw_meta_batch(self.optimizer.iterations)
