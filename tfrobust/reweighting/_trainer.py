@@ -253,6 +253,8 @@ class MetaNetTrainer(ReweightingTrainer):
     Subclasses call `_set_meta_net(meta_net, meta_optimizer, default_learning_rate)`
     in their constructor; the meta-net travels in the config and in the
     trainer's `.keras` file, and its optimizer is built on its variables only.
+    Each step updates the meta-net from `_bilevel`'s look-ahead, then takes
+    the classifier's `_real_step` with the updated meta-net.
     """
 
     _nested_config_keys = ReweightingTrainer._nested_config_keys + ("meta_net", "meta_optimizer")
@@ -267,7 +269,9 @@ class MetaNetTrainer(ReweightingTrainer):
         self.meta_optimizer = keras.optimizers.get(meta_optimizer)
 
     def _check_meta_net(self, inputs, expected_shapes, signature):
-        """Calls the meta-net on probe `inputs`: a ValueError quoting `signature` unless it gives `expected_shapes`."""
+        """Calls the meta-net on probe `inputs` (an array or a list of them): a ValueError quoting `signature`
+        unless it gives `expected_shapes`."""
+        count = len(inputs[0]) if isinstance(inputs, (list, tuple)) else len(inputs)
         try:
             outputs = self.meta_net(inputs)
             outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
@@ -276,7 +280,7 @@ class MetaNetTrainer(ReweightingTrainer):
             got = f"an error: {error}"
         if got != list(expected_shapes):
             raise ValueError(f"{type(self).__name__} `meta_net` must map {signature}; for a probe of "
-                             f"{len(inputs[0])} examples it gave {got}, not {list(expected_shapes)}.")
+                             f"{count} examples it gave {got}, not {list(expected_shapes)}.")
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
@@ -290,15 +294,23 @@ class MetaNetTrainer(ReweightingTrainer):
         meta_x, meta_y, meta_count = self._draw_meta_batch(step)
         learning_rate = self.optimizer.learning_rate
         meta_gradient, _, recorded = self._bilevel(x, y, meta_x, meta_y, meta_count, learning_rate, step)
-        self.meta_optimizer.apply(meta_gradient, self.meta_net.trainable_variables)
+        self.meta_optimizer.apply(self._meta_update(meta_gradient), self.meta_net.trainable_variables)
         return self._real_step(x, y, recorded, step)
+
+    def _meta_update(self, meta_gradient):
+        """What the meta-optimizer applies for `meta_gradient`: the gradient itself, unless a subclass adds a
+        decay term."""
+        return meta_gradient
 
     def _bilevel(self, x, y, meta_x, meta_y, meta_count, learning_rate, step):
         """The look-ahead with alpha = `learning_rate`: `(meta_gradient, meta_loss, recorded)`.
 
-        `recorded` is `(tape, trainable, forward)`: the tape holding the noisy
-        forward at theta, the parameter values it was recorded at, and what
-        `_virtual_objective` left for the real step.
+        By nested tapes through `_virtual_objective`; a subclass whose
+        meta-gradient has a cheaper closed form overrides this (MetaWeightNet).
+        `recorded` is what `_real_step` reuses, here `(tape, trainable,
+        forward)`: the tape holding the noisy forward at theta, the parameter
+        values it was recorded at, and what `_virtual_objective` left for the
+        real step.
         """
         trainable = _core.variable_values(self.model.trainable_variables)
         non_trainable = _core.variable_values(self.model.non_trainable_variables)
@@ -328,7 +340,8 @@ class MetaNetTrainer(ReweightingTrainer):
 
         `meta_data` is `(x_meta, y_meta)`, by default the whole stored meta
         set; `learning_rate` is alpha, by default the compiled optimizer's.
-        For analysis and tests.
+        A decay term added by `_meta_update` is not included. For analysis
+        and tests.
         """
         if meta_data is None:
             self._require_meta_data()

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrobust.reweighting import _core
-from tfrobust.reweighting._trainer import ReweightingTrainer
+from tfrobust.reweighting._trainer import MetaNetTrainer
 
 # Defaults of the stable official script (xjtushujun/meta-weight-net, MW-Net.py):
 # the meta-net has 100 hidden units and is trained by Adam, lr 1e-3, with
@@ -37,7 +37,7 @@ def build_meta_net(hidden_units=DEFAULT_HIDDEN_UNITS, seed=None, name="meta_weig
 
 
 @keras.saving.register_keras_serializable(package="tfrobust")
-class MetaWeightNet(ReweightingTrainer):
+class MetaWeightNet(MetaNetTrainer):
     """Meta-Weight-Net: a small MLP, learned on a clean meta set, maps each loss to a weight.
 
     Each step, with n noisy examples, a clean meta batch, the weighting net
@@ -83,40 +83,25 @@ class MetaWeightNet(ReweightingTrainer):
         ```
     """
 
-    _nested_config_keys = ReweightingTrainer._nested_config_keys + ("meta_net", "meta_optimizer")
-
     def __init__(self, model, meta_data=None, loss=None, meta_net=None, meta_optimizer=None,
                  meta_weight_decay=DEFAULT_META_WEIGHT_DECAY, meta_batch_size=_core.DEFAULT_META_BATCH_SIZE, seed=0,
                  **kwargs):
         super().__init__(model, meta_data=meta_data, loss=loss, meta_batch_size=meta_batch_size, seed=seed, **kwargs)
-        self.meta_net = build_meta_net(seed=self.seed) if meta_net is None else meta_net
-        if not isinstance(self.meta_net, keras.Model):
-            raise TypeError(f"MetaWeightNet `meta_net` must be a keras.Model; got {type(self.meta_net).__name__}.")
-        probe = self.meta_net(np.zeros((2, 1), dtype=keras.backend.floatx()))
-        if tuple(probe.shape) != (2, 1):
-            raise ValueError(
-                "MetaWeightNet `meta_net` must map losses of shape (n, 1) to weights of shape (n, 1); "
-                f"it returned {tuple(probe.shape)} for n = 2."
-            )
-        if meta_optimizer is None:
-            meta_optimizer = keras.optimizers.Adam(DEFAULT_META_LEARNING_RATE)
-        self.meta_optimizer = keras.optimizers.get(meta_optimizer)
+        self._set_meta_net(build_meta_net(seed=self.seed) if meta_net is None else meta_net, meta_optimizer,
+                           DEFAULT_META_LEARNING_RATE)
+        self._check_meta_net(np.zeros((2, 1), dtype=keras.backend.floatx()), [(2, 1)],
+                             "losses of shape (n, 1) to weights of shape (n, 1)")
         if isinstance(meta_weight_decay, bool) or not np.isfinite(float(meta_weight_decay)) or meta_weight_decay < 0:
             raise ValueError(f"MetaWeightNet `meta_weight_decay` must be a finite number >= 0; got {meta_weight_decay!r}.")
         self.meta_weight_decay = float(meta_weight_decay)
-
-    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
-        super().compile(optimizer=optimizer, loss=loss, **kwargs)
-        with self.distribute_strategy.scope():
-            if not self.meta_optimizer.built:
-                self.meta_optimizer.build(self.meta_net.trainable_variables)
 
     def _weigh(self, losses):
         """V(l_i; Theta) of the detached losses, shape (n,)."""
         return self.meta_net(tf.stop_gradient(losses)[:, tf.newaxis])[:, 0]
 
-    def _bilevel(self, x, y, meta_x, meta_y, meta_count, learning_rate):
-        """Steps 1-2 up to the meta-gradient; returns it with the recorded noisy forward."""
+    def _bilevel(self, x, y, meta_x, meta_y, meta_count, learning_rate, step):
+        """Steps 1-2 up to the meta-gradient, in forward mode rather than the base class's nested tapes;
+        returns it, the meta loss and the recorded noisy forward (`step` is unused: nothing is random)."""
         owner = type(self).__name__
         trainable = _core.variable_values(self.model.trainable_variables)
         non_trainable = _core.variable_values(self.model.non_trainable_variables)
@@ -157,19 +142,19 @@ class MetaWeightNet(ReweightingTrainer):
         forward = (tape, trainable, losses, y_pred, new_non_trainable, regularization, batch_size)
         return meta_net_gradient, meta_loss, forward
 
-    def _reweighted_step(self, x, y):
-        meta_x, meta_y, meta_count = self._draw_meta_batch(self.optimizer.iterations)
-        meta_net_gradient, _, forward = self._bilevel(x, y, meta_x, meta_y, meta_count, self.optimizer.learning_rate)
-        tape, trainable, losses, y_pred, new_non_trainable, regularization, batch_size = forward
-        if self.meta_weight_decay:
-            # Coupled L2 as in PyTorch's Adam(weight_decay=...); each replica
-            # adds its 1 / replicas share because the optimizer sums replicas.
-            _, replicas = _core.replica_context()
-            meta_net_gradient = [
-                gradient + (self.meta_weight_decay / replicas) * tf.convert_to_tensor(variable)
-                for gradient, variable in zip(meta_net_gradient, self.meta_net.trainable_variables)
-            ]
-        self.meta_optimizer.apply(meta_net_gradient, self.meta_net.trainable_variables)
+    def _meta_update(self, meta_gradient):
+        if not self.meta_weight_decay:
+            return meta_gradient
+        # Coupled L2 as in PyTorch's Adam(weight_decay=...); each replica
+        # adds its 1 / replicas share because the optimizer sums replicas.
+        _, replicas = _core.replica_context()
+        return [
+            gradient + (self.meta_weight_decay / replicas) * tf.convert_to_tensor(variable)
+            for gradient, variable in zip(meta_gradient, self.meta_net.trainable_variables)
+        ]
+
+    def _real_step(self, x, y, recorded, step):
+        tape, trainable, losses, y_pred, new_non_trainable, regularization, batch_size = recorded
         # Steps 3-4: weights from the updated meta-net, divided by the global batch size.
         weights = self._weigh(losses)
         return self._apply_weighted_update(
@@ -182,30 +167,7 @@ class MetaWeightNet(ReweightingTrainer):
         losses = _core.per_example_loss(self.base_loss, tf.convert_to_tensor(y), y_pred, type(self).__name__)
         return self._weigh(losses).numpy()
 
-    def meta_gradient(self, x, y, meta_data=None, learning_rate=None):
-        """The meta-net's gradient of step 2 for the batch `(x, y)` (numpy list; nothing is updated).
-
-        `meta_data` is `(x_meta, y_meta)`, by default the whole stored meta
-        set; `learning_rate` is alpha, by default the compiled optimizer's.
-        The weight decay term is not included. For analysis and tests.
-        """
-        if meta_data is None:
-            self._require_meta_data()
-            meta_x, meta_y = self._meta_x, self._meta_y
-        else:
-            meta_x, meta_y = _core.meta_arrays(meta_data, type(self).__name__)
-        if learning_rate is None:
-            learning_rate = self.optimizer.learning_rate
-        gradient, _, _ = self._bilevel(
-            tf.convert_to_tensor(x), tf.convert_to_tensor(y), meta_x, meta_y, float(len(meta_y)), learning_rate
-        )
-        return [value.numpy() for value in gradient]
-
     def get_config(self):
         config = super().get_config()
-        config.update(
-            meta_net=keras.saving.serialize_keras_object(self.meta_net),
-            meta_optimizer=keras.saving.serialize_keras_object(self.meta_optimizer),
-            meta_weight_decay=self.meta_weight_decay,
-        )
+        config.update(meta_weight_decay=self.meta_weight_decay)
         return config
