@@ -24,17 +24,20 @@ TINY = {
     "01_quickstart": {"EPOCHS": 2},
     "02_evolve_your_own_loss": {"POPULATION_SIZE": 4, "GENERATIONS": 2, "TASK_SUITE": "tiny", "EPOCHS": 2},
     "03_compare_methods": {"METHODS": ["ce", "taylor"], "NOISE": ["symmetric:0.4"], "SEEDS": [0], "EPOCHS": 2},
+    "04_reweighting": {"EPOCHS": 1, "MAX_TRAIN_EXAMPLES": 1000},
 }
 FIGURES = {
     "01_quickstart": {"memorisation_ce.png", "memorisation_ce_vs_taylor.png", "loss_curves.png"},
     "02_evolve_your_own_loss": {"candidates.png", "fitness.png", "loss_curve.png"},
     "03_compare_methods": {"accuracy_vs_noise.png", "memorisation_digits_mlp.png", "transition_matrix.png"},
+    "04_reweighting": {"weight_function.png", "example_weights.png", "test_accuracy.png"},
 }
 PRINTED = {
     "01_quickstart": "reloaded loss: TaylorLoss",
     "02_evolve_your_own_loss": "evolved TaylorLoss: clean test accuracy",
     # run with an empty TFDS directory: the notebook must say how to prepare the data set
     "03_compare_methods": "tfds build cifar10",
+    "04_reweighting": "Meta-Weight-Net: clean test accuracy",
 }
 
 
