@@ -19,6 +19,8 @@ evaluation -> search:
                baselines, and batch re-weighting / imbalance losses.
   reweighting  Meta-learned re-weighting trainers (keras.Model wrappers with
                their own train_step) that learn from a clean meta set.
+  selection    Training on re-chosen weighted subsets: AdaCore coresets and
+               random subsets, as a callback and `tf.data` batches for `fit`.
   metrics      Clean accuracy and memorisation metrics; the EpochMetrics
                callback.
   plotting     Losses plotted against the true-class probability.

@@ -33,8 +33,8 @@ closed form):
 
 import numbers
 
-import keras
 import numpy as np
+import tensorflow as tf
 
 from tfrobust.selection._subset import SubsetSchedule
 from tfrobust.selection.facility_location import greedy_facility_location
@@ -142,13 +142,17 @@ class AdaCore(SubsetSchedule):
         self.predict_batch_size = int(predict_batch_size)
         self.curvature = CurvatureAverage((len(self.y), self.num_classes), hessian_decay, gradient_decay, epsilon)
         self.cluster_sizes = None
+        self._forward = None  # (model, its traced forward pass)
 
     def probabilities(self, model):
         """The model's class probabilities on all of `x`, `(n, classes)` float64, checked."""
-        # Direct calls in chunks: model.predict builds a data pipeline per call, which costs more than
-        # the forward pass on the small data sets a selection runs over every epoch.
+        # A traced forward pass in chunks: model.predict builds a data pipeline per call and an eager call
+        # runs layer by layer, each costing more than the pass itself on the small data a selection reads.
+        if self._forward is None or self._forward[0] is not model:
+            self._forward = (model, tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True))
+        forward = self._forward[1]
         outputs = np.concatenate([
-            keras.ops.convert_to_numpy(model(self.x[start:start + self.predict_batch_size], training=False))
+            np.asarray(forward(tf.constant(self.x[start:start + self.predict_batch_size])))
             for start in range(0, len(self.x), self.predict_batch_size)
         ]).astype(np.float64)
         if outputs.ndim != 2 or outputs.shape[1] < self.num_classes:

@@ -17,6 +17,9 @@ import heapq
 
 import numpy as np
 
+# Candidates whose gains the lazy greedy recomputes together.
+_BLOCK = 16
+
 
 def pairwise_distances(vectors):
     """Euclidean distances between the rows of `vectors`, an `(n, n)` float64 array."""
@@ -61,21 +64,25 @@ def greedy_facility_location(vectors, k):
     distances = pairwise_distances(vectors)
     similarity = distances.max() - distances
     covered = np.zeros(n)  # max similarity to the chosen set so far (F of the empty set is 0)
-    # Lazy greedy (Minoux, 1978): submodularity means a gain never grows, so a stale gain is an upper
-    # bound and only the top of the heap needs recomputing; it picks what plain greedy picks, O(n) per
-    # recomputation instead of O(n^2) per step. Ties go to the lowest position.
-    gains = similarity.sum(axis=0)
-    heap = [(-gain, position, 0) for position, gain in enumerate(gains)]
+    # Lazy greedy (Minoux, 1978) in blocks: submodularity means a gain never grows, so a gain computed
+    # earlier bounds the gain now. The top `_BLOCK` bounds are recomputed at once; the best of them is
+    # the greedy pick as soon as it beats every bound left in the heap (ties go to the lowest position,
+    # as in plain greedy). Far fewer than the n^2 per step of plain greedy, in few numpy calls.
+    heap = [(-gain, position) for position, gain in enumerate(similarity.sum(axis=0))]
     heapq.heapify(heap)
     selected = []
     while len(selected) < k:
-        _, position, computed_at = heapq.heappop(heap)
-        if computed_at == len(selected):
-            selected.append(position)
-            covered = np.maximum(covered, similarity[:, position])
-            continue
-        gain = np.maximum(similarity[:, position] - covered, 0.0).sum()
-        heapq.heappush(heap, (-gain, position, len(selected)))
+        block = np.array([heapq.heappop(heap)[1] for _ in range(min(_BLOCK, len(heap)))])
+        gains = np.maximum(similarity[:, block] - covered[:, None], 0.0).sum(axis=0)
+        best = np.lexsort((block, -gains))[0]
+        if not heap or (-gains[best], block[best]) < heap[0]:
+            selected.append(int(block[best]))
+            covered = np.maximum(covered, similarity[:, block[best]])
+        else:
+            best = None
+        for index, (gain, position) in enumerate(zip(gains, block)):
+            if index != best:
+                heapq.heappush(heap, (-gain, int(position)))
     selected = np.asarray(selected, np.int64)
     nearest = np.argmin(distances[:, selected], axis=1)
     nearest[selected] = np.arange(k)  # a chosen row is its own centre, even beside an exact duplicate
