@@ -170,3 +170,15 @@ def test_group_accuracies_worked_by_hand():
     assert np.isnan(groups_lib.group_accuracies(y_true, y_pred, group, num_groups=3)[2])
     with pytest.raises(ValueError, match="aligned"):
         groups_lib.group_accuracies(y_true, y_pred[:3], group)
+
+
+def test_group_balanced_on_a_group_balanced_meta_set_is_l2rw():
+    # Equal group counts make the mean of group means the plain mean: FORML's weights must be L2RW's.
+    x, y, x_meta, y_meta = _data()
+    model = _model(False)
+    balanced = np.array([0, 1] * 4)
+    weights = reweighting.FORML(model, meta_data=(x_meta, y_meta, balanced),
+                                objective="group_balanced").example_weights(x, y)
+    plain = reweighting.L2RW(model, meta_data=(x_meta, y_meta)).example_weights(x, y)
+    assert np.count_nonzero(plain) > 1
+    np.testing.assert_allclose(weights, plain, atol=1e-6)
