@@ -25,12 +25,14 @@ TINY = {
     "02_evolve_your_own_loss": {"POPULATION_SIZE": 4, "GENERATIONS": 2, "TASK_SUITE": "tiny", "EPOCHS": 2},
     "03_compare_methods": {"METHODS": ["ce", "taylor"], "NOISE": ["symmetric:0.4"], "SEEDS": [0], "EPOCHS": 2},
     "04_reweighting": {"EPOCHS": 1, "MAX_TRAIN_EXAMPLES": 1000},
+    "05_imbalance": {"EPOCHS": 2},
 }
 FIGURES = {
     "01_quickstart": {"memorisation_ce.png", "memorisation_ce_vs_taylor.png", "loss_curves.png"},
     "02_evolve_your_own_loss": {"candidates.png", "fitness.png", "loss_curve.png"},
     "03_compare_methods": {"accuracy_vs_noise.png", "memorisation_digits_mlp.png", "transition_matrix.png"},
     "04_reweighting": {"weight_function.png", "example_weights.png", "test_accuracy.png"},
+    "05_imbalance": {"class_counts.png", "per_class_accuracy.png"},
 }
 PRINTED = {
     "01_quickstart": "reloaded loss: TaylorLoss",
@@ -38,6 +40,7 @@ PRINTED = {
     # run with an empty TFDS directory: the notebook must say how to prepare the data set
     "03_compare_methods": "tfds build cifar10",
     "04_reweighting": "Meta-Weight-Net: clean test accuracy",
+    "05_imbalance": "LDAM-DRW: balanced test accuracy",
 }
 
 
