@@ -66,11 +66,16 @@ flags.DEFINE_integer("max_examples", 0, "Read at most this many examples per sou
 flags.DEFINE_string("output_dir", _DEFAULTS.output_dir,
                     f"Folder for results.csv, curves.jsonl, results.md and plots ({_per_preset('output_dir')}).")
 flags.DEFINE_bool("save_models", False, "Also save every trained model as <output_dir>/models/<run_id>.keras.")
+flags.DEFINE_bool("susceptibility", _DEFAULTS.susceptibility,
+                  "Record susceptibility zeta per epoch in curves.jsonl (tfrobust.metrics.Susceptibility; training "
+                  "is unchanged; python -m search.model_selection reads it). On in the presets: "
+                  + ", ".join(name for name in benchmark.PRESETS if benchmark.PRESETS[name].get("susceptibility"))
+                  + ".")
 flags.DEFINE_string("data_dir", "", "TFDS data directory for prepared TFDS data sets (empty: TFDS's default).")
 flags.DEFINE_bool("dry_run", False, "Print the grid and its estimated run time, train nothing.")
 
 _OVERRIDABLE = _AXES + ("epochs", "batch_size", "optimizer", "learning_rate", "max_examples", "output_dir",
-                        "save_models", "data_dir")
+                        "save_models", "data_dir", "susceptibility")
 
 
 def config_from_flags():

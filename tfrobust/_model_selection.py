@@ -81,14 +81,9 @@ def select_model(train_accuracy, susceptibility):
     return ModelSelection(accuracy_line, zeta_line, regions, tuple(int(i) for i in region_one), chosen)
 
 
-def plot_model_selection(train_accuracy, susceptibility, path, *, labels=None, selection=None, title=None):
-    """Noisy-training accuracy against susceptibility, one point per model, with the mean lines and
-    the chosen model circled; a colour per `labels` value (e.g. the method). Returns `path` (a PNG,
-    written atomically).
-
-    `selection` defaults to `select_model(train_accuracy, susceptibility)`.
-    """
-    from matplotlib.figure import Figure
+def draw_model_selection(axis, train_accuracy, susceptibility, *, labels=None, selection=None, title=None):
+    """Draws the selection picture on a matplotlib `axis`: a point per model (a colour per `labels`
+    value), the two mean lines, the region numbers and the chosen model circled. Returns `selection`."""
     import matplotlib
 
     accuracy = np.asarray(train_accuracy, dtype=np.float64).reshape(-1)
@@ -99,11 +94,9 @@ def plot_model_selection(train_accuracy, susceptibility, path, *, labels=None, s
         raise ValueError(f"plot_model_selection: {len(labels)} labels for {len(accuracy)} models.")
     names = list(dict.fromkeys(labels))
     palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
-    figure = Figure(figsize=(6.4, 4.6))
-    axis = figure.subplots()
     for index, name in enumerate(names):
         members = np.array([label == name for label in labels])
-        axis.scatter(zeta[members], accuracy[members], s=14, alpha=0.75, color=palette(index % palette.N),
+        axis.scatter(zeta[members], accuracy[members], s=12, alpha=0.75, color=palette(index % palette.N),
                      label=name)
     axis.axvline(selection.susceptibility_threshold, color="grey", linestyle="--", linewidth=0.9)
     axis.axhline(selection.train_accuracy_threshold, color="grey", linestyle="--", linewidth=0.9)
@@ -116,8 +109,21 @@ def plot_model_selection(train_accuracy, susceptibility, path, *, labels=None, s
                      edgecolors="black", linewidths=1.6, label="chosen (Region 1)")
     axis.set_xlabel("susceptibility ζ (no clean labels)")
     axis.set_ylabel("accuracy on the noisy training labels")
-    axis.set_title(title or "Model selection: training accuracy vs susceptibility")
+    axis.set_title(title or "Model selection: training accuracy vs susceptibility", fontsize="medium")
     axis.grid(alpha=0.3)
+    return selection
+
+
+def plot_model_selection(train_accuracy, susceptibility, path, *, labels=None, selection=None, title=None):
+    """Noisy-training accuracy against susceptibility, one point per model, with the mean lines and
+    the chosen model circled (`draw_model_selection`); a colour per `labels` value (e.g. the method).
+    Returns `path` (a PNG, written atomically). `selection` defaults to `select_model(...)`.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.6))
+    axis = figure.subplots()
+    draw_model_selection(axis, train_accuracy, susceptibility, labels=labels, selection=selection, title=title)
     axis.legend(fontsize="x-small", loc="best")
     figure.tight_layout()
     return _io.save_figure(figure, path)

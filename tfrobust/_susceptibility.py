@@ -11,6 +11,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+# The default key of zeta in `logs` and History, and its curve in the benchmark's curves.jsonl.
+SUSCEPTIBILITY_CURVE = "susceptibility"
+
 
 class Susceptibility(keras.callbacks.Callback):
     """Once per epoch, how much ONE optimiser step on randomly labelled inputs lowers their loss.
@@ -78,7 +81,7 @@ class Susceptibility(keras.callbacks.Callback):
     """
 
     def __init__(self, unlabeled_x, num_classes=None, *, batch_size=128, seed=0, from_logits=False, model=None,
-                 optimizer=None, name="susceptibility"):
+                 optimizer=None, name=SUSCEPTIBILITY_CURVE):
         super().__init__()
         try:
             x = np.asarray(unlabeled_x)

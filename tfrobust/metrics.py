@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from tfrobust._model_selection import ModelSelection, plot_model_selection, select_model  # noqa: F401
-from tfrobust._susceptibility import Susceptibility  # noqa: F401
+from tfrobust._susceptibility import SUSCEPTIBILITY_CURVE, Susceptibility  # noqa: F401
 
 # The per-epoch series `EpochMetrics` records, in this order (the keys of its `curves`).
 CURVE_METRICS = (

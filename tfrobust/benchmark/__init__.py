@@ -23,6 +23,9 @@ Where things live (each a private module; the names below are the public face):
              only), writing.
   _tables, _plots, _report
              results.md (`summarize`) and the figures (`write_report`).
+  _model_selection
+             How well susceptibility picks models without clean labels
+             (`model_selection_report`, `python -m search.model_selection`).
 The per-epoch metrics (`EpochMetrics`, `memorisation_metrics`) are
 evaluation, not benchmark: they live in `tfrobust.metrics`.
 
@@ -30,6 +33,7 @@ Outputs in `BenchmarkConfig.output_dir`:
   results.csv               one row per run, rewritten atomically after every run,
                             with the git revision (and dirty flag) it was produced at
   curves.jsonl              per-epoch test accuracy and memorisation of every run
+                            (and susceptibility zeta with `susceptibility=True`)
   results.md                mean ± std tables naming the revision(s) of their rows
                             (`summarize(csv_path)` rebuilds it)
   accuracy_vs_noise.png     final test accuracy against the symmetric noise rate
@@ -91,3 +95,6 @@ from tfrobust.benchmark._costs import COSTS_MD
 from tfrobust.benchmark._costs import StepCost
 from tfrobust.benchmark._costs import costs_table
 from tfrobust.benchmark._costs import measure_step_costs
+from tfrobust.benchmark._model_selection import GroupSelection
+from tfrobust.benchmark._model_selection import candidate_models
+from tfrobust.benchmark._model_selection import model_selection_report

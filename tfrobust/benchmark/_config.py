@@ -44,6 +44,7 @@ PRESETS = {
         "about": "the grid of the README table; add --architectures=mlp,cnn and every setting of ALL_NOISE "
                  "for the whole grid",
         "output_dir": "runs/benchmark_full",
+        "susceptibility": True,
         "methods": None,
         **_FULL_GRID,
     },
@@ -53,6 +54,7 @@ PRESETS = {
         "about": "the evolved TaylorLoss presets against baselines on an architecture and noise settings the "
                  "search did not train on (its own two data sets)",
         "output_dir": "runs/benchmark_heldout",
+        "susceptibility": True,
         # taylor:cross_entropy_taylor3 is where the searches start from;
         # evolved_bundled_long is the longer-training search's result.
         "methods": ("taylor", "taylor:evolved_bundled_long", "taylor:cross_entropy_taylor3", "ce", "gce", "sce",
@@ -73,6 +75,7 @@ PRESETS = {
                  "network with a clean meta set of 10 per class, ABSGD for noise, BARE, MentorNet-PD) against CE, "
                  "GCE and the evolved TaylorLoss",
         "output_dir": "runs/benchmark_reweighting",
+        "susceptibility": True,
         "methods": ("ce", "gce", "taylor", "l2rw", "mwn", "warpi", "advisor", "absgd", "bare", "mentornet_pd"),
         **_FULL_GRID,
     },
@@ -182,6 +185,9 @@ class BenchmarkConfig:
     learning_rate: float = 1e-3
     max_examples: int | None = None
     save_models: bool = False
+    # Record susceptibility zeta per epoch in curves.jsonl (`tfrobust.metrics.Susceptibility`);
+    # it leaves training bit-identical, so it is not part of a run's key.
+    susceptibility: bool = False
     data_dir: str | None = None  # TFDS data directory (TFDS's own default when None)
 
     @classmethod

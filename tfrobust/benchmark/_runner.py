@@ -16,16 +16,18 @@ from tfrobust.benchmark import _methods
 from tfrobust.benchmark import _report
 from tfrobust.benchmark import _results
 from tfrobust.benchmark._estimate import estimate_run_seconds, estimate_seconds, format_duration
-from tfrobust.metrics import EpochMetrics, predicted_classes
+from tfrobust.metrics import SUSCEPTIBILITY_CURVE, EpochMetrics, Susceptibility, predicted_classes
 
 
-def run_one(run, data, *, model_path=None, provenance=None):
+def run_one(run, data, *, model_path=None, provenance=None, susceptibility=False):
     """Trains and evaluates one run on `data` (the run's `NoisyDataset`).
 
     Returns `(row, curves)`: the results.csv row as a dict and the per-epoch
     curves of `EpochMetrics`. With `model_path` the trained model is saved
     there. `provenance` ({"revision", "dirty"}) is recorded in the row;
-    by default the git revision of the running code.
+    by default the git revision of the running code. With `susceptibility`
+    the curves also hold zeta per epoch (`SUSCEPTIBILITY_CURVE`), measured
+    with random labels on the inputs of the split the method trains on.
 
     The row says how many clean examples the method was given
     (`clean_examples`, the size of its meta set; 0 for most) and counts
@@ -41,7 +43,8 @@ def run_one(run, data, *, model_path=None, provenance=None):
     model = method.build_model(run, data)
     clean_set, train_data = method.split_data(data, run)
     metrics = EpochMetrics(train_data)
-    method.train(model, data, run, [metrics, keras.callbacks.TerminateOnNaN()])
+    probes = [_susceptibility_probe(model, train_data, run)] if susceptibility else []
+    method.train(model, data, run, [metrics, *probes, keras.callbacks.TerminateOnNaN()])
     metrics.set_model(model)
     if not metrics.curves["test_accuracy"]:  # a method that stopped before its first epoch ended
         metrics.measure()
@@ -49,7 +52,7 @@ def run_one(run, data, *, model_path=None, provenance=None):
     if model_path is not None:
         os.makedirs(os.path.dirname(model_path), exist_ok=True)
         model.save(model_path)
-    curves = metrics.curves
+    curves = {**metrics.curves, **{SUSCEPTIBILITY_CURVE: probe.history for probe in probes}}
     test_curve = curves["test_accuracy"]
     noise = data.noise
     context = _methods.NoiseContext.from_dataset(data) if method.uses_transition_matrix else None
@@ -76,6 +79,13 @@ def run_one(run, data, *, model_path=None, provenance=None):
         **(provenance or _provenance.git_revision()),
     }
     return row, curves
+
+
+def _susceptibility_probe(model, train_data, run):
+    """The `Susceptibility` callback of a run: the method's network (inside any wrapper it fits), seeded by the run."""
+    last = model.layers[-1] if model.layers else None
+    outputs_probabilities = getattr(last, "activation", None) is keras.activations.softmax
+    return Susceptibility(train_data.x_train, seed=run.seed, model=model, from_logits=not outputs_probabilities)
 
 
 @dataclasses.dataclass
@@ -132,7 +142,7 @@ def run_benchmark(config, printer=print):
         for run in group:
             model_path = os.path.join(config.output_dir, "models", f"{run.run_id}.keras")
             row, curves = run_one(run, data, model_path=model_path if config.save_models else None,
-                                  provenance=provenance)
+                                  provenance=provenance, susceptibility=config.susceptibility)
             # Curves first: results.csv is the record of what is done, and
             # `read_curves` lets a rerun's line replace an orphaned one.
             _results.append_curves(curves_path, run.run_id, curves)
