@@ -7,6 +7,8 @@ evaluation -> search:
                long-tailed) training labels, from bundled real data or any
                prepared TFDS dataset; `NoisyDataset.meta_split` carves a clean
                meta set.
+  episodes     N-way K-shot few-shot episodes by disjoint class splits, with
+               noisy support / query labels (for MAML / NestedMAML).
   noise        Label-noise injection (symmetric, pair-flip, transition
                matrix, instance-dependent).
   imbalance    Long-tailed and step class profiles; balanced and per-class
@@ -25,6 +27,8 @@ evaluation -> search:
                callback.
   plotting     Losses plotted against the true-class probability.
   distribute   The one function that maps a strategy name to tf.distribute.
+  fewshot_benchmark  MAML vs NestedMAML on noisy episodes
+               (`python -m search.fewshot_benchmark`).
   benchmark    The method x data x noise benchmark behind
                `python -m search.benchmark` (a package: methods, config,
                runner, results, report).

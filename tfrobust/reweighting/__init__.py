@@ -17,6 +17,10 @@ place:
                  rescales each example's logits (same bilevel loop, nested tapes).
   AdvisorNetwork Ricci et al., ICIAP 2021: an advisor re-weights the features the
                  head sees, per example (same bilevel loop, nested tapes).
+  MAML           Finn et al., ICML 2017: meta-learning on few-shot episodes
+                 (tfrobust.episodes), second order by default.
+  NestedMAML     Killamsetty et al., AAAI 2022: MAML whose training tasks carry
+                 weights learned on clean validation tasks.
   FORML          Yan et al., arXiv 2022: L2RW's weights against a fairness
                  objective (worst-group loss) of a group-labelled meta set.
 """
@@ -25,10 +29,12 @@ from tfrobust.reweighting.advisor import AdvisorNetwork
 from tfrobust.reweighting.advisor import build_advisor_net
 from tfrobust.reweighting.forml import FORML
 from tfrobust.reweighting.l2rw import L2RW
+from tfrobust.reweighting.maml import MAML
 from tfrobust.reweighting.meta_weight_net import MetaWeightNet
 from tfrobust.reweighting.meta_weight_net import build_meta_net
+from tfrobust.reweighting.nested_maml import NestedMAML
 from tfrobust.reweighting.warpi import WarPI
 from tfrobust.reweighting.warpi import build_rectifier_net
 
-__all__ = ["FORML", "L2RW", "AdvisorNetwork", "MetaWeightNet", "WarPI", "build_advisor_net", "build_meta_net",
-           "build_rectifier_net"]
+__all__ = ["FORML", "L2RW", "MAML", "AdvisorNetwork", "MetaWeightNet", "NestedMAML", "WarPI", "build_advisor_net",
+           "build_meta_net", "build_rectifier_net"]
