@@ -96,7 +96,8 @@ class NestedMAML(MAML):
         if isinstance(num_training_tasks, bool) or not isinstance(num_training_tasks, (int, np.integer)) \
                 or num_training_tasks < 1:
             raise ValueError(f"{owner} needs `num_training_tasks`, the size of the pool of training episodes "
-                             f"(len(train_episodes)), to hold one persistent weight per task; got {num_training_tasks!r}.")
+                             f"(len(train_episodes)), to hold one persistent weight per task; "
+                             f"got {num_training_tasks!r}.")
         if weighting == "instance" and (isinstance(query_size, bool) or not isinstance(query_size, (int, np.integer))
                                         or query_size < 1):
             raise ValueError(f"{owner}(weighting='instance') needs `query_size`, the query examples per training "
@@ -143,8 +144,8 @@ class NestedMAML(MAML):
     def _require_validation(self):
         if self._validation is None:
             raise ValueError(f"{type(self).__name__} has no validation tasks: it learns the task weights from clean "
-                             "validation episodes. Pass validation_episodes=episodes.sample_episodes(split.x_validation, "
-                             "split.y_validation, ...) (tfrobust.episodes).")
+                             "validation episodes. Pass validation_episodes=episodes.sample_episodes("
+                             "split.x_validation, split.y_validation, ...) (tfrobust.episodes).")
 
     def _batch_weights(self, episodes, tasks, queries):
         """The `(tasks, queries)` weight matrix W of the meta-batch, from the persistent weights."""
