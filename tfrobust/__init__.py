@@ -13,6 +13,8 @@ evaluation -> search:
                matrix, instance-dependent).
   imbalance    Long-tailed and step class profiles; balanced and per-class
                accuracy.
+  groups       A grouped task (a minority of intensity-inverted images) and
+               per-group / worst-group accuracy, for fairness-aware training.
   models       Small task architectures (MLP, CNN) for the search and the
                benchmark.
   layers       Layers some methods need (the cosine classifier head of LDAM).
@@ -32,6 +34,10 @@ evaluation -> search:
   benchmark    The method x data x noise benchmark behind
                `python -m search.benchmark` (a package: methods, config,
                runner, results, report).
+  fairness_benchmark, imbalance_study
+               CE vs L2RW / FORML on the grouped task, and L2RW's MNIST
+               4-vs-9 class-imbalance experiment (`python -m
+               search.fairness_benchmark`, `search.l2rw_imbalance`).
   search       The CMA-ES loss search (evolve), its tasks, population
                evaluator, checkpoints, presets tooling and throughput
                benchmark; `python -m search.evolve` wraps it.
