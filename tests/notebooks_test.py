@@ -26,6 +26,7 @@ TINY = {
     "03_compare_methods": {"METHODS": ["ce", "taylor"], "NOISE": ["symmetric:0.4"], "SEEDS": [0], "EPOCHS": 2},
     "04_reweighting": {"EPOCHS": 1, "MAX_TRAIN_EXAMPLES": 1000},
     "05_imbalance": {"EPOCHS": 2},
+    "06_find_label_issues": {"EPOCHS": 2, "NUM_FOLDS": 2, "MAX_EXAMPLES": 400},
 }
 FIGURES = {
     "01_quickstart": {"memorisation_ce.png", "memorisation_ce_vs_taylor.png", "loss_curves.png"},
@@ -33,6 +34,7 @@ FIGURES = {
     "03_compare_methods": {"accuracy_vs_noise.png", "memorisation_digits_mlp.png", "transition_matrix.png"},
     "04_reweighting": {"weight_function.png", "example_weights.png", "test_accuracy.png"},
     "05_imbalance": {"class_counts.png", "per_class_accuracy.png"},
+    "06_find_label_issues": {"label_quality.png", "top_flagged.png"},
 }
 PRINTED = {
     "01_quickstart": "reloaded loss: TaylorLoss",
@@ -41,6 +43,7 @@ PRINTED = {
     "03_compare_methods": "tfds build cifar10",
     "04_reweighting": "Meta-Weight-Net: clean test accuracy",
     "05_imbalance": "LDAM-DRW: balanced test accuracy",
+    "06_find_label_issues": "CE with the flagged removed: clean test accuracy",
 }
 
 
