@@ -53,9 +53,10 @@ def test_report_on_a_constructed_folder_by_hand(tmp_path):
     memorised = np.array([0.1, 0.3, 0.6, 0.05, 0.1, 0.2])  # same order as zeta: a perfect rank agreement
     assert np.array_equal(np.argsort(zeta, kind="stable"), np.argsort(memorised, kind="stable"))
     assert selection.spearman_memorisation == pytest.approx(1.0)
+    assert selection.spearman_memorisation_within_runs == pytest.approx(1.0)  # each run's 3 epochs agree too
     with open(paths["table"]) as handle:
         table = handle.read()
-    assert "| digits | symmetric:0.4 | 0 | 6 (2) | gce @ 3 | 0.800 | 0.800 (1) | 0.650 | 0.800 | 0.675 | 1.000 |" in table
+    assert "| digits | symmetric:0.4 | 0 | 6 (2) | gce @ 3 | 0.800 | 0.800 (1) | 0.650 | 0.800 | 0.675 | 1.000 | 1.000 |" in table
     with open(paths["plot"], "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
 

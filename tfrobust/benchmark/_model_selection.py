@@ -36,7 +36,9 @@ class GroupSelection:
     the test accuracy of the model with the highest noisy-training accuracy
     (the pick without zeta), `spearman_memorisation` the rank correlation of
     zeta with the share of corrupted examples predicted as their noisy label
-    (NaN without corrupted labels).
+    (NaN without corrupted labels) over all the group's models, and
+    `spearman_memorisation_within_runs` the same over each run's epochs,
+    averaged over runs (free of differences between methods).
     """
 
     dataset: str
@@ -53,6 +55,7 @@ class GroupSelection:
     best_test_accuracy: float
     median_test_accuracy: float
     spearman_memorisation: float
+    spearman_memorisation_within_runs: float
 
 
 def _spearman(first, second):
@@ -118,7 +121,17 @@ def evaluate_group(key, candidates):
         most_accurate_on_train=float(test[int(np.argmax(train))]),
         best_test_accuracy=float(np.max(test[known])), median_test_accuracy=float(np.median(test[known])),
         spearman_memorisation=_spearman(_column(candidates, "susceptibility"), _column(candidates, "memorisation")),
+        spearman_memorisation_within_runs=_nanmean([
+            _spearman(_column(run, "susceptibility"), _column(run, "memorisation"))
+            for run in _by_run(candidates).values()]),
     )
+
+
+def _by_run(candidates):
+    runs = collections.defaultdict(list)
+    for candidate in candidates:
+        runs[candidate["run_id"]].append(candidate)
+    return runs
 
 
 def _cell(value):
@@ -134,7 +147,7 @@ def selection_table(selections):
     """Markdown: a row per noisy training set, then the mean over them (NaNs skipped)."""
     header = ("| dataset | noise | seed | models (runs) | chosen: method @ epoch | chosen test acc | Region 1 mean "
               "test acc (n) | max-train-acc model's test acc | best test acc | median test acc | "
-              "Spearman(ζ, memorisation) |")
+              "Spearman(ζ, memorisation) | within runs |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for s in selections:
         noise = s.noise if s.imbalance == "none" else f"{s.noise}, {s.imbalance}"
@@ -142,17 +155,17 @@ def selection_table(selections):
             f"| {s.dataset} | {noise} | {s.seed} | {s.models} ({s.runs}) | {s.chosen or 'Region 1 empty'} | "
             f"{_cell(s.chosen_test_accuracy)} | {_cell(s.region_one_test_accuracy)} ({s.region_one_models}) | "
             f"{_cell(s.most_accurate_on_train)} | {_cell(s.best_test_accuracy)} | {_cell(s.median_test_accuracy)} | "
-            f"{_cell(s.spearman_memorisation)} |"
+            f"{_cell(s.spearman_memorisation)} | {_cell(s.spearman_memorisation_within_runs)} |"
         )
     if selections:
         means = {name: _nanmean([getattr(s, name) for s in selections]) for name in (
             "chosen_test_accuracy", "region_one_test_accuracy", "most_accurate_on_train", "best_test_accuracy",
-            "median_test_accuracy", "spearman_memorisation")}
+            "median_test_accuracy", "spearman_memorisation", "spearman_memorisation_within_runs")}
         lines.append(
             f"| **mean over {len(selections)}** | | | | | **{_cell(means['chosen_test_accuracy'])}** | "
             f"{_cell(means['region_one_test_accuracy'])} | {_cell(means['most_accurate_on_train'])} | "
             f"{_cell(means['best_test_accuracy'])} | {_cell(means['median_test_accuracy'])} | "
-            f"{_cell(means['spearman_memorisation'])} |"
+            f"{_cell(means['spearman_memorisation'])} | {_cell(means['spearman_memorisation_within_runs'])} |"
         )
     return "\n".join(lines) + "\n"
 
