@@ -37,6 +37,7 @@ flags.DEFINE_float("meta_learning_rate", DEFAULTS.meta_learning_rate, "Adam lear
 flags.DEFINE_float("lookahead_learning_rate", DEFAULTS.lookahead_learning_rate, "NestedMAML's look-ahead step.")
 flags.DEFINE_float("weight_learning_rate", DEFAULTS.weight_learning_rate, "NestedMAML's task-weight step.")
 flags.DEFINE_enum("weighting", DEFAULTS.weighting, ["task", "instance"], "NestedMAML's weights: per task or query.")
+flags.DEFINE_bool("noisy_query", DEFAULTS.noisy_query, "Corrupt the meta-training query labels at the same rate.")
 flags.DEFINE_list("noise_rates", [str(r) for r in DEFAULTS.noise_rates], "Support label noise rates.")
 flags.DEFINE_list("seeds", [str(s) for s in DEFAULTS.seeds], "Seeds (episodes and initialisation).")
 flags.DEFINE_list("methods", list(DEFAULTS.methods), f"Methods, from {fewshot_benchmark.METHODS}.")
@@ -55,6 +56,7 @@ def main(argv):
         inner_steps=FLAGS.inner_steps, inner_learning_rate=FLAGS.inner_learning_rate,
         meta_learning_rate=FLAGS.meta_learning_rate, lookahead_learning_rate=FLAGS.lookahead_learning_rate,
         weight_learning_rate=FLAGS.weight_learning_rate, weighting=FLAGS.weighting,
+        noisy_query=FLAGS.noisy_query,
         noise_rates=tuple(float(r) for r in FLAGS.noise_rates), seeds=tuple(int(s) for s in FLAGS.seeds),
         methods=tuple(m.strip() for m in FLAGS.methods if m.strip()))
     try:

@@ -22,6 +22,8 @@ def test_summary_and_table_are_mean_and_std_over_seeds():
     table = fewshot_benchmark.results_table(rows, fewshot_benchmark.FewShotConfig())
     assert "| maml | 0.700 ± 0.100 (n=2) |" in table and "| nested_maml | 0.500 ± 0.000 (n=1) |" in table
     assert "20% noisy support" in table
+    noisy_query = fewshot_benchmark.FewShotConfig(noisy_query=True)
+    assert "20% noisy support and query" in fewshot_benchmark.results_table(rows, noisy_query)
     with pytest.raises(ValueError, match="Unknown few-shot methods"):
         fewshot_benchmark.run_fewshot_benchmark(fewshot_benchmark.FewShotConfig(methods=("reptile",)))
 

@@ -2,8 +2,9 @@
 
 For every (support noise rate, seed) both methods meta-train the same small
 MLP, from the same seeded initialisation, on the same pool of N-way K-shot
-episodes of the meta-training classes (noisy support labels at that rate,
-clean query labels), NestedMAML with its clean validation tasks from held-out
+episodes of the meta-training classes (noisy support labels at that rate;
+clean query labels unless `noisy_query`, which corrupts them at the same
+rate), NestedMAML with its clean validation tasks from held-out
 examples of the same classes; then each adapts to the same clean meta-test
 episodes of the unseen classes and is scored on their queries. Results:
 `results.csv` (one row per run, rewritten atomically after each), a markdown
@@ -57,6 +58,7 @@ class FewShotConfig:
     lookahead_learning_rate: float = 1.0
     weight_learning_rate: float = 0.01
     weighting: str = "task"
+    noisy_query: bool = False
     noise_rates: tuple = (0.0, 0.2, 0.4)
     seeds: tuple = (0, 1, 2)
     methods: tuple = METHODS
@@ -75,6 +77,7 @@ def _episode_pools(split, config, noise, seed):
     common = dict(ways=config.ways, shots=config.shots)
     train = episodes_lib.sample_episodes(split.x_train, split.y_train, queries=config.queries,
                                          num_episodes=config.train_episodes, support_noise=noise,
+                                         query_noise=noise if config.noisy_query else 0.0,
                                          seed=seed * 10 + _TRAIN_POOL, **common)
     validation = episodes_lib.sample_episodes(split.x_validation, split.y_validation, queries=config.queries,
                                               num_episodes=config.validation_episodes,
@@ -174,9 +177,10 @@ def results_table(rows, config):
     summary = summarize(rows)
     noises = sorted({noise for _, noise in summary})
     methods = [method for method in config.methods if any(key[0] == method for key in summary)]
+    noisy = "support and query" if config.noisy_query else "support"
     lines = [f"Meta-test query accuracy, {config.ways}-way {config.shots}-shot on {config.dataset} "
              f"(meta-test classes {list(config.test_classes)}), mean ± std over seeds:", "",
-             "| method | " + " | ".join(f"{noise:.0%} noisy support" for noise in noises) + " |",
+             "| method | " + " | ".join(f"{noise:.0%} noisy {noisy}" for noise in noises) + " |",
              "|---|" + "---|" * len(noises)]
     for method in methods:
         cells = []
@@ -197,7 +201,7 @@ def plot_results(rows, path, config):
             noise, mean, std = (np.asarray(values) for values in zip(*points))
             axes.errorbar(noise, mean, yerr=std, marker="o", capsize=3, label=method)
     axes.axhline(1.0 / config.ways, color="grey", linestyle=":", label="chance")
-    axes.set_xlabel("noisy support label rate (meta-training)")
+    axes.set_xlabel(f"noisy {'support and query' if config.noisy_query else 'support'} label rate (meta-training)")
     axes.set_ylabel("meta-test query accuracy")
     axes.set_title(f"{config.ways}-way {config.shots}-shot {config.dataset}")
     axes.legend()
