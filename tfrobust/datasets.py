@@ -34,6 +34,7 @@ from sklearn import model_selection
 
 from tfrobust import imbalance as imbalance_lib
 from tfrobust import noise as noise_lib
+from tfrobust import procedural
 
 TFDS_PREFIX = "tfds:"
 
@@ -233,9 +234,11 @@ def load(
     """Loads a data set, splits it and corrupts the training labels.
 
     Args:
-        name: "digits" or "mnist5k" (bundled), or a TensorFlow Datasets
-            classification data set such as "mnist", "cifar10" or
-            "tfds:fashion_mnist" (the prefix is optional).
+        name: "digits" or "mnist5k" (bundled), a generated data set such
+            as "procedural:strokes:classes=5,difficulty=0.7" (grammar in
+            `tfrobust.procedural`), or a TensorFlow Datasets classification
+            data set such as "mnist", "cifar10" or "tfds:fashion_mnist" (the
+            prefix is optional).
         noise: a noise spec string ("symmetric:0.4", see
             `tfrobust.noise.parse_noise_spec`) or a `NoiseSpec`.
         validation_fraction: fraction of the training pool held out for
@@ -276,8 +279,8 @@ def load(
     if max_examples is not None:
         _check_positive_integer(max_examples, "max_examples")
 
-    if name in _BUNDLED:
-        x, y, num_classes = _BUNDLED[name]()
+    if name in _BUNDLED or procedural.is_procedural(name):
+        x, y, num_classes = _BUNDLED[name]() if name in _BUNDLED else procedural.generate(name)
         if max_examples is not None and max_examples < len(y):
             _, subsample = _stratified_indices(y, max_examples, _stream(seed, _SUBSAMPLE_STREAM), "subsample")
             x, y = x[subsample], y[subsample]
