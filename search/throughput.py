@@ -1,6 +1,7 @@
 """Benchmark fitness evaluation: per-candidate model.fit vs vectorised population training.
 
     python -m search.throughput [--output_dir=runs/throughput]
+    python -m search.throughput --architectures=cnn --conv_implementations=patch_einsum,auto --conv_variants
 
 Prints candidate evaluations per second for both paths at population 1, 4,
 16 and 64, their ratio, achieved GFLOP/s against this machine's matmul peak,
@@ -24,6 +25,14 @@ flags.DEFINE_integer("steps", _DEFAULTS.steps, "Training steps per candidate eva
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size.")
 flags.DEFINE_integer("repeats", _DEFAULTS.repeats, "Timed repetitions per population size (median).")
 flags.DEFINE_integer("per_candidate_fits", _DEFAULTS.per_candidate_fits, "Per-candidate fits timed (median).")
+flags.DEFINE_list("conv_implementations", list(_DEFAULTS.conv_implementations),
+                  "Population-convolution implementations to time the conv architectures with, side by side: "
+                  "'auto' (the library's choice per layer) and/or patch_einsum, member_loop, grouped.")
+flags.DEFINE_bool("conv_variants", _DEFAULTS.conv_variants,
+                  "Also time every convolution implementation on each conv layer shape (the micro-benchmark "
+                  "behind the 'auto' choice).")
+flags.DEFINE_bool("diagnostics", _DEFAULTS.diagnostics,
+                  "Also time TaylorLoss against cross-entropy, split the largest population's step and profile.")
 flags.DEFINE_string("output_dir", "", "Where to write throughput.{json,md,png} (optional).")
 
 
@@ -33,7 +42,9 @@ def main(argv):
     throughput.run_throughput(throughput.ThroughputConfig(
         dataset=FLAGS.dataset, architectures=tuple(FLAGS.architectures),
         populations=tuple(int(p) for p in FLAGS.populations), steps=FLAGS.steps, batch_size=FLAGS.batch_size,
-        repeats=FLAGS.repeats, per_candidate_fits=FLAGS.per_candidate_fits, output_dir=FLAGS.output_dir,
+        repeats=FLAGS.repeats, per_candidate_fits=FLAGS.per_candidate_fits,
+        conv_implementations=tuple(FLAGS.conv_implementations), conv_variants=FLAGS.conv_variants,
+        diagnostics=FLAGS.diagnostics, output_dir=FLAGS.output_dir,
     ))
 
 

@@ -20,7 +20,7 @@ def test_throughput_table_on_tiny_settings(tmp_path):
     assert result["training_flops_per_example"]["linear"] == 2 * 2 * 64 * 10
     assert result["peak_matmul_gflops"] > 0 and result["loss_step_ms"]["ratio"] > 0
     table = (tmp_path / "throughput.md").read_text()
-    assert "| linear | 2 |" in table and "GFLOP/s" in table
+    assert "| linear | auto | 2 |" in table and "GFLOP/s" in table
     assert json.loads((tmp_path / "throughput.json").read_text())["rows"][1]["population"] == 2
     assert (tmp_path / "throughput.png").stat().st_size > 1000
 

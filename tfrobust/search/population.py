@@ -7,8 +7,8 @@ A CMA-ES generation trains one small model per candidate loss. Trained one
 `model.fit` at a time, nearly all the time goes to per-model overhead
 (building, tracing, compiling, Python dispatch). Here the P models become one
 model whose weights carry a leading population axis: a dense layer is an
-`einsum` over (population, in, out) kernels, a convolution a patch extraction
-followed by the same `einsum`. The model maps a batch to `(batch, population,
+`einsum` over (population, in, out) kernels, a convolution whichever of the
+implementations in `_population_conv` was measured fastest for its shape. The model maps a batch to `(batch, population,
 classes)`, and `PopulationTaylorLoss` sums the members' per-example losses.
 Because the members' parameters are disjoint, the gradient of the sum with
 respect to member m's weights is exactly the gradient of member m's own loss,
@@ -25,6 +25,7 @@ import numpy as np
 from keras import ops
 
 from tfrobust import models
+from tfrobust.search import _population_conv
 
 
 class PopulationDense(keras.layers.Layer):
@@ -63,21 +64,26 @@ class PopulationConv2D(keras.layers.Layer):
     """'same'-padded, stride-1 convolution with one filter bank per member.
 
     Input `(batch, H, W, C)` (shared) or `(batch, H, W, population, C)`;
-    output `(batch, H, W, population, filters)`. A shared input is convolved
-    once with all members' filters concatenated; a per-member input is
-    gathered into k x k patches and contracted with an `einsum`.
+    output `(batch, H, W, population, filters)`. `implementation` is one of
+    `_population_conv.IMPLEMENTATIONS` or "auto", the one measured fastest for
+    the layer's shape (`_population_conv.choose`); all compute the same sums.
     """
 
-    def __init__(self, population_size, filters, kernel_size, activation=None, seed=None, **kwargs):
+    def __init__(self, population_size, filters, kernel_size, activation=None, seed=None, implementation="auto",
+                 **kwargs):
         super().__init__(**kwargs)
         self.population_size = population_size
         self.filters = filters
         self.kernel_size = kernel_size
         self.activation = keras.activations.get(activation)
         self.seed = seed
+        self.implementation = implementation
 
     def build(self, input_shape):
         self.shared_input = len(input_shape) == 4
+        if self.implementation == "auto":
+            self.implementation = _population_conv.choose(self.shared_input, self.population_size)
+        _population_conv.check_implementation(self.implementation, self.shared_input)
         channels = input_shape[-1]
         k = self.kernel_size
         self.kernel = self.add_weight(
@@ -88,24 +94,7 @@ class PopulationConv2D(keras.layers.Layer):
         self.bias = self.add_weight(shape=(self.population_size, self.filters), initializer="zeros", name="bias")
 
     def call(self, inputs):
-        p, k, f = self.population_size, self.kernel_size, self.filters
-        if self.shared_input:
-            # (P, k, k, C, F) -> (k, k, C, P * F): one ordinary convolution.
-            kernel = ops.reshape(ops.transpose(self.kernel, (1, 2, 3, 0, 4)), (k, k, -1, p * f))
-            outputs = ops.conv(inputs, kernel, padding="same")
-            outputs = ops.reshape(outputs, (-1,) + tuple(outputs.shape[1:3]) + (p, f))
-        else:
-            height, width, _, channels = inputs.shape[1:]
-            # Patches from shifted slices of the zero-padded input. (TensorFlow's
-            # extract_patches gradient mixes channels, so one member's NaN would
-            # poison the others; slicing keeps the members' gradients apart.)
-            before, after = (k - 1) // 2, k // 2
-            padded = ops.pad(inputs, ((0, 0), (before, after), (before, after), (0, 0), (0, 0)))
-            patches = ops.stack(
-                [padded[:, i : i + height, j : j + width] for i in range(k) for j in range(k)], axis=3
-            )
-            kernel = ops.reshape(self.kernel, (p, k * k, channels, f))
-            outputs = ops.einsum("bhwkpc,pkcf->bhwpf", patches, kernel)
+        outputs = _population_conv.population_conv(inputs, self.kernel, self.implementation)
         return self.activation(outputs + self.bias)
 
 
@@ -148,12 +137,16 @@ def _stacked_initializer(initializer, population_size):
     return initialize
 
 
-def build_population_model(architecture, input_shape, num_classes, population_size, *, seed=None):
+def build_population_model(architecture, input_shape, num_classes, population_size, *, seed=None,
+                           conv_implementation="auto"):
     """A model mapping `(batch, *input_shape)` to probabilities `(batch, population, classes)`.
 
     `architecture` is a name in `tfrobust.models.ARCHITECTURES`; member m has
     the layout of `models.build_model(architecture, ...)`, and
     `member_weights` / `set_member_weights` convert between the two.
+    `conv_implementation` is passed to every `PopulationConv2D` past the
+    first (for benchmarks; "auto" picks the fastest per layer); the first,
+    whose input is shared, always takes the one measured fastest for it.
     """
     specs = models.architecture(architecture)
     inputs = keras.Input(tuple(input_shape))
@@ -168,7 +161,8 @@ def build_population_model(architecture, input_shape, num_classes, population_si
             x = PopulationDense(population_size, spec[1] or num_classes, spec[2], seed=layer_seed)(x)
             shared = False
         elif kind == "conv":
-            x = PopulationConv2D(population_size, spec[1], spec[2], spec[3], seed=layer_seed)(x)
+            x = PopulationConv2D(population_size, spec[1], spec[2], spec[3], seed=layer_seed,
+                                 implementation="auto" if shared else conv_implementation)(x)
             shared = False
         elif kind == "maxpool":
             x = keras.layers.MaxPooling2D(spec[1])(x) if shared else PopulationMaxPool2D(spec[1])(x)

@@ -7,6 +7,7 @@ by side much less so.
 """
 
 import dataclasses
+import functools
 import os
 import resource
 import statistics
@@ -15,7 +16,7 @@ import time
 import numpy as np
 
 from tfrobust import _io, models
-from tfrobust.search import tasks, training
+from tfrobust.search import _conv_benchmark, tasks, training
 
 
 @dataclasses.dataclass
@@ -29,6 +30,11 @@ class ThroughputConfig:
     per_candidate_fits: int = 12  # fits timed per architecture for the per-candidate path
     loss_step_repeats: int = 9
     loss_step_epochs: int = 3  # each timed run fits loss_step_epochs x steps steps
+    # Population-convolution implementations (past the first layer) to time
+    # the conv architectures with, side by side; "auto" is the library's choice.
+    conv_implementations: tuple = ("auto",)
+    conv_variants: bool = False  # also time each implementation per conv layer shape
+    diagnostics: bool = True  # the loss-step timing, the step split and the profile
     output_dir: str = ""
 
 
@@ -95,32 +101,42 @@ def measure_architecture(config, architecture, printer):
     per_candidate_rate = 1.0 / statistics.median(fit_times)
 
     rows = []
-    for population_size in config.populations:
+    has_conv = any(spec[0] == "conv" for spec in models.architecture(architecture))
+    for implementation in config.conv_implementations if has_conv else ("auto",):
+        for population_size in config.populations:
+            rows.append(_time_population(config, data, architecture, implementation, population_size, work,
+                                         per_candidate_rate))
+            printer(f"  {architecture} ({implementation} convolutions): population {population_size}: "
+                    f"{rows[-1]['vectorized_evals_per_s']:.1f} evals/s ({rows[-1]['speedup']:.1f}x), "
+                    f"{rows[-1]['gflops']:.1f} GFLOP/s")
+    return rows, flops, data.input_shape
+
+
+def _time_population(config, data, architecture, implementation, population_size, work, per_candidate_rate):
+    train = functools.partial(training.train_population, data, conv_implementation=implementation)
+    start = time.perf_counter()
+    train(_candidates(population_size, 2))  # build + trace + XLA compile
+    first_call = time.perf_counter() - start
+    times = []
+    for repeat in range(config.repeats):
+        coefficients = _candidates(population_size, 10 + repeat)
         start = time.perf_counter()
-        training.train_population(data, _candidates(population_size, 2))  # build + trace + XLA compile
-        first_call = time.perf_counter() - start
-        times = []
-        for repeat in range(config.repeats):
-            coefficients = _candidates(population_size, 10 + repeat)
-            start = time.perf_counter()
-            training.train_population(data, coefficients)
-            times.append(time.perf_counter() - start)
-        median = statistics.median(times)
-        rate = population_size / median
-        rows.append({
-            "architecture": architecture,
-            "population": population_size,
-            "per_candidate_evals_per_s": per_candidate_rate,
-            "vectorized_evals_per_s": rate,
-            "speedup": rate / per_candidate_rate,
-            "vectorized_first_call_s": first_call,
-            "vectorized_median_s": median,
-            "gflops": population_size * work / median / 1e9,
-            "peak_rss_gib": _peak_rss_gib(),
-        })
-        printer(f"  {architecture}: population {population_size}: {rate:.1f} evals/s "
-                f"({rows[-1]['speedup']:.1f}x), {rows[-1]['gflops']:.1f} GFLOP/s")
-    return rows, flops
+        train(coefficients)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    rate = population_size / median
+    return {
+        "architecture": architecture,
+        "conv_implementation": implementation,
+        "population": population_size,
+        "per_candidate_evals_per_s": per_candidate_rate,
+        "vectorized_evals_per_s": rate,
+        "speedup": rate / per_candidate_rate,
+        "vectorized_first_call_s": first_call,
+        "vectorized_median_s": median,
+        "gflops": population_size * work / median / 1e9,
+        "peak_rss_gib": _peak_rss_gib(),
+    }
 
 
 def loss_step_times(config, printer):
@@ -259,19 +275,10 @@ def profile_loss_step(config, logdir, printer=print):
     return report
 
 
-def run_throughput(config, printer=print):
-    """Measures everything; returns a dict and prints the Markdown table."""
-    started = time.perf_counter()
-    printer("Measuring the machine's matmul peak ...")
-    peak = peak_matmul_gflops()
-    rows, flops = [], {}
-    for architecture in config.architectures:
-        printer(f"Measuring {architecture} on {config.dataset} ({config.steps} steps, batch {config.batch_size}) ...")
-        arch_rows, flops[architecture] = measure_architecture(config, architecture, printer)
-        rows.extend(arch_rows)
+def _diagnostics(config, printer):
     printer("Measuring TaylorLoss vs cross-entropy step time ...")
     steps = loss_step_times(config, printer)
-    printer("Splitting the population-64 step (Adam, SGD, forward only) ...")
+    printer(f"Splitting the population-{max(config.populations)} step (Adam, SGD, forward only) ...")
     breakdown = {architecture: step_breakdown(architecture, max(config.populations), config.dataset, config.steps,
                                               config.batch_size, config.repeats, printer)
                  for architecture in config.architectures}
@@ -280,14 +287,36 @@ def run_throughput(config, printer=print):
 
     with tempfile.TemporaryDirectory() as logdir:
         profile = profile_loss_step(config, logdir, printer)
+    return {"loss_step_ms": steps, "loss_step_profile": profile, "step_breakdown": breakdown}
+
+
+def run_throughput(config, printer=print):
+    """Measures everything; returns a dict and prints the Markdown table."""
+    started = time.perf_counter()
+    printer("Measuring the machine's matmul peak ...")
+    peak = peak_matmul_gflops()
+    rows, flops = [], {}
+    for architecture in config.architectures:
+        printer(f"Measuring {architecture} on {config.dataset} ({config.steps} steps, batch {config.batch_size}) ...")
+        arch_rows, flops[architecture], input_shape = measure_architecture(config, architecture, printer)
+        rows.extend(arch_rows)
+    conv_rows = []
+    if config.conv_variants:
+        printer("Timing each population-convolution implementation per layer shape (XLA, forward + backward) ...")
+        conv_architectures = [a for a in config.architectures
+                              if any(spec[0] == "conv" for spec in models.architecture(a))]
+        conv_rows = _conv_benchmark.benchmark_architectures(
+            conv_architectures, input_shape, config.populations, config.batch_size, config.repeats, printer=printer)
+    diagnostics = {}
+    if config.diagnostics:
+        diagnostics = _diagnostics(config, printer)
     result = {
         "config": dataclasses.asdict(config),
         "peak_matmul_gflops": peak,
         "training_flops_per_example": flops,
         "rows": rows,
-        "loss_step_ms": steps,
-        "loss_step_profile": profile,
-        "step_breakdown": breakdown,
+        "conv_variants": conv_rows,
+        **diagnostics,
         "wall_time_s": time.perf_counter() - started,
     }
     table = format_table(result)
@@ -309,18 +338,34 @@ def format_table(result):
         f"{config['batch_size']} per candidate (medians of {config['repeats']} repetitions; per-candidate: "
         f"median of {config['per_candidate_fits']} fits). Matmul peak measured here: {peak:.1f} GFLOP/s.",
         "",
-        "| architecture | population | per-candidate evals/s | vectorized evals/s | speed-up | "
+        "| architecture | convolutions | population | per-candidate evals/s | vectorized evals/s | speed-up | "
         "vectorized GFLOP/s | of peak | first call (compile) s | peak RSS GiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
         lines.append(
-            f"| {row['architecture']} | {row['population']} | {row['per_candidate_evals_per_s']:.2f} | "
+            f"| {row['architecture']} | {row['conv_implementation']} | {row['population']} | "
+            f"{row['per_candidate_evals_per_s']:.2f} | "
             f"{row['vectorized_evals_per_s']:.1f} | {row['speedup']:.1f}x | {row['gflops']:.1f} | "
             f"{row['gflops'] / peak:.0%} | {row['vectorized_first_call_s']:.1f} | {row['peak_rss_gib']:.2f} |"
         )
-    steps = result["loss_step_ms"]
+    if result["conv_variants"]:
+        lines += ["", "Population convolution per layer shape: milliseconds per training step (forward, kernel "
+                  "gradient, and input gradient past the first layer) under XLA, batch "
+                  f"{config['batch_size']}, medians of {config['repeats']} round-robin runs; fastest in bold.", "",
+                  _conv_benchmark.format_conv_table(result["conv_variants"], peak)]
+    if "loss_step_ms" in result:
+        lines += _diagnostic_lines(result)
     lines += [
+        f"Total time: {result['wall_time_s']:.0f} s.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _diagnostic_lines(result):
+    config = result["config"]
+    steps = result["loss_step_ms"]
+    return [
         "",
         f"Training step of the mlp model, Keras's default compilation: SparseCategoricalCrossentropy "
         f"{steps['cross_entropy']:.3f} ms, TaylorLoss {steps['taylor']:.3f} ms, ratio {steps['ratio']:.3f}; "
@@ -335,19 +380,22 @@ def format_table(result):
             f"{name}: " + ", ".join(f"{op} {ms:.0f} ms" for op, ms, _ in entry["op_types"][:5])
             for name, entry in result["loss_step_profile"].items()
         ) + ".",
-        f"Total time: {result['wall_time_s']:.0f} s.",
     ]
-    return "\n".join(lines) + "\n"
 
 
 def plot_throughput(result, path):
     figure, axis = _io.new_figure()
     for architecture in result["config"]["architectures"]:
         rows = [r for r in result["rows"] if r["architecture"] == architecture]
-        populations = [r["population"] for r in rows]
-        axis.plot(populations, [r["vectorized_evals_per_s"] for r in rows], marker="o", label=f"{architecture} vectorized")
-        axis.plot(populations, [r["per_candidate_evals_per_s"] for r in rows], marker="x", linestyle="--",
-                  label=f"{architecture} per candidate")
+        implementations = sorted({r["conv_implementation"] for r in rows})
+        for implementation in implementations:
+            own = [r for r in rows if r["conv_implementation"] == implementation]
+            label = f"{architecture} vectorized" + (f" ({implementation})" if len(implementations) > 1 else "")
+            axis.plot([r["population"] for r in own], [r["vectorized_evals_per_s"] for r in own], marker="o",
+                      label=label)
+        own = [r for r in rows if r["conv_implementation"] == implementations[0]]
+        axis.plot([r["population"] for r in own], [r["per_candidate_evals_per_s"] for r in own], marker="x",
+                  linestyle="--", label=f"{architecture} per candidate")
     axis.set_xscale("log", base=2)
     axis.set_yscale("log")
     axis.set_xlabel("population size")

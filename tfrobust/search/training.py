@@ -107,7 +107,8 @@ class PopulationTrainer:
     compilation on every call.
     """
 
-    def __init__(self, task, input_shape, num_classes, population_size, order, *, strategy="off", jit_compile=True):
+    def __init__(self, task, input_shape, num_classes, population_size, order, *, strategy="off", jit_compile=True,
+                 conv_implementation="auto"):
         self.task = task
         self.population_size = population_size
         if strategy == "mirrored":
@@ -115,7 +116,7 @@ class PopulationTrainer:
             jit_compile = False
         with distribute.get_strategy(strategy).scope():
             self.model = population.build_population_model(
-                task.architecture, input_shape, num_classes, population_size
+                task.architecture, input_shape, num_classes, population_size, conv_implementation=conv_implementation
             )
             self.loss = PopulationTaylorLoss(np.zeros((population_size, taylor.num_coefficients(order))), order=order)
             self.optimizer = make_optimizer(task.optimizer, task.learning_rate)
@@ -155,20 +156,23 @@ class PopulationTrainer:
 _TRAINERS = {}
 
 
-def train_population(data, coefficients, *, strategy="off", jit_compile=True):
-    """Trains all rows of `coefficients` on `data` at once, reusing a cached compiled trainer."""
+def train_population(data, coefficients, *, strategy="off", jit_compile=True, conv_implementation="auto"):
+    """Trains all rows of `coefficients` on `data` at once, reusing a cached compiled trainer.
+
+    `conv_implementation` (see `population.PopulationConv2D`) is for benchmarks.
+    """
     coefficients = np.asarray(coefficients, dtype="float32")
     population_size, length = coefficients.shape
     order = taylor.order_from_length(length)
     task = data.instance.task
     # Tasks that differ only in data or noise share one compiled graph.
     key = (task.architecture, task.optimizer, task.learning_rate, task.batch_size, min(task.steps, 100),
-           data.input_shape, data.num_classes, population_size, order, strategy, jit_compile)
+           data.input_shape, data.num_classes, population_size, order, strategy, jit_compile, conv_implementation)
     if key not in _TRAINERS:
         if len(_TRAINERS) >= 16:
             _TRAINERS.pop(next(iter(_TRAINERS)))
         _TRAINERS[key] = PopulationTrainer(
             data.instance.task, data.input_shape, data.num_classes, population_size, order,
-            strategy=strategy, jit_compile=jit_compile,
+            strategy=strategy, jit_compile=jit_compile, conv_implementation=conv_implementation,
         )
     return _TRAINERS[key].train(data, coefficients)
