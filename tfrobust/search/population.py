@@ -112,6 +112,51 @@ class PopulationMaxPool2D(keras.layers.Layer):
         return ops.reshape(pooled, (-1,) + tuple(pooled.shape[1:3]) + (population, channels))
 
 
+class PopulationBatchNormalization(keras.layers.Layer):
+    """Batch normalisation with per-member statistics, scale and offset.
+
+    Input `(batch, ..., population, channels)`; member m's channel c is
+    normalised over the batch (and spatial) axes with its own batch moments
+    in training and its own moving averages in inference, exactly as
+    `keras.layers.BatchNormalization()` (axis -1) does for one model. Weights
+    `gamma, beta, moving_mean, moving_variance` of shape `(population,
+    channels)`, in Keras's order.
+    """
+
+    def __init__(self, momentum=0.99, epsilon=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = momentum
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        shape = tuple(input_shape[-2:])
+        self.gamma = self.add_weight(shape=shape, initializer="ones", name="gamma", autocast=False)
+        self.beta = self.add_weight(shape=shape, initializer="zeros", name="beta", autocast=False)
+        self.moving_mean = self.add_weight(shape=shape, initializer="zeros", name="moving_mean", trainable=False,
+                                           autocast=False)
+        self.moving_variance = self.add_weight(shape=shape, initializer="ones", name="moving_variance",
+                                               trainable=False, autocast=False)
+
+    def call(self, inputs, training=None):
+        inputs = ops.cast(inputs, "float32")
+        if training and self.trainable:
+            mean, variance = ops.moments(inputs, axes=tuple(range(len(inputs.shape) - 2)))
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        # The order of tf.nn.batch_normalization, which Keras's layer calls on TensorFlow.
+        scale = ops.rsqrt(variance + self.epsilon) * self.gamma
+        return ops.cast(inputs * scale + (self.beta - mean * scale), self.compute_dtype)
+
+
+class PopulationGlobalAveragePooling2D(keras.layers.Layer):
+    """`(batch, H, W, population, C)` to `(batch, population, C)`: each member's spatial mean."""
+
+    def call(self, inputs):
+        return ops.mean(inputs, axis=(1, 2))
+
+
 class PopulationFlatten(keras.layers.Layer):
     """Flattens everything but the batch and population axes.
 

@@ -1,0 +1,85 @@
+"""Population batch normalisation, global average pooling and residual addition equal their Keras layers per member."""
+
+import keras
+import numpy as np
+import pytest
+
+from tfrobust.search import population
+
+POPULATION = 3
+
+
+def _member_inputs(shape, seed):
+    rng = np.random.default_rng(seed)
+    # Members on different scales and offsets, so per-member statistics matter.
+    scales = np.array([0.5, 2.0, 7.0], "float32")[:POPULATION]
+    inputs = rng.normal(size=shape).astype("float32") * scales[:, None] + np.arange(POPULATION)[:, None]
+    return inputs.astype("float32")
+
+
+@pytest.mark.parametrize("spatial", [(), (3, 4)])
+def test_batch_normalization_matches_keras_per_member_in_training_and_inference(spatial):
+    channels = 5
+    inputs = _member_inputs((6,) + spatial + (POPULATION, channels), 0)
+    layer = population.PopulationBatchNormalization()
+    layer.build(inputs.shape)
+    rng = np.random.default_rng(1)
+    stacked = [rng.normal(size=(POPULATION, channels)).astype("float32") for _ in range(3)]
+    stacked.append(rng.uniform(0.5, 2.0, size=(POPULATION, channels)).astype("float32"))
+    layer.set_weights(stacked)
+    singles = []
+    for member in range(POPULATION):
+        single = keras.layers.BatchNormalization()
+        single.build(inputs[..., member, :].shape)
+        single.set_weights([w[member] for w in stacked])
+        singles.append(single)
+    for training in (True, False, True):  # training updates the moving statistics that inference then reads
+        got = np.asarray(layer(inputs, training=training))
+        assert np.isfinite(got).all() and got.std() > 0.1
+        for member, single in enumerate(singles):
+            expected = np.asarray(single(inputs[..., member, :], training=training))
+            np.testing.assert_allclose(got[..., member, :], expected, rtol=1e-5, atol=1e-5)
+    for member, single in enumerate(singles):  # gamma, beta, moving mean, moving variance
+        for a, b in zip(layer.get_weights(), single.get_weights()):
+            np.testing.assert_allclose(a[member], b, rtol=1e-6, atol=1e-6)
+    # In training each member's output is standardised with its own batch moments (worked out with numpy).
+    out = np.asarray(population.PopulationBatchNormalization(epsilon=0.0)(inputs, training=True))
+    axes = tuple(range(out.ndim - 2))
+    np.testing.assert_allclose(out.mean(axis=axes), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=axes), 1.0, atol=1e-4)
+
+
+def test_batch_normalization_gradients_match_keras_per_member():
+    import tensorflow as tf
+
+    inputs = tf.constant(_member_inputs((6, 2, 2, POPULATION, 4), 2))
+    layer = population.PopulationBatchNormalization()
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        loss = tf.reduce_sum(tf.sin(layer(inputs, training=True)))
+    got = tape.gradient(loss, [inputs, layer.gamma.value, layer.beta.value])
+    for member in range(POPULATION):
+        single = keras.layers.BatchNormalization()
+        member_input = inputs[..., member, :]
+        with tf.GradientTape() as tape:
+            tape.watch(member_input)
+            loss = tf.reduce_sum(tf.sin(single(member_input, training=True)))
+        expected = tape.gradient(loss, [member_input, single.gamma.value, single.beta.value])
+        assert np.abs(expected[0].numpy()).max() > 1e-3
+        np.testing.assert_allclose(got[0].numpy()[..., member, :], expected[0].numpy(), rtol=1e-4, atol=1e-5)
+        for a, b in zip(got[1:], expected[1:]):
+            np.testing.assert_allclose(a.numpy()[member], b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_global_average_pooling_and_residual_addition_match_keras_per_member():
+    inputs = _member_inputs((4, 3, 5, POPULATION, 2), 3)
+    residual = _member_inputs((4, 3, 5, POPULATION, 2), 4)
+    pooled = np.asarray(population.PopulationGlobalAveragePooling2D()(inputs))
+    added = np.asarray(keras.layers.Add()([inputs, residual]))
+    assert pooled.shape == (4, POPULATION, 2) and np.isfinite(pooled).all()
+    for member in range(POPULATION):
+        expected = np.asarray(keras.layers.GlobalAveragePooling2D()(inputs[..., member, :]))
+        np.testing.assert_allclose(pooled[:, member], expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(pooled[:, member], inputs[..., member, :].mean(axis=(1, 2)), rtol=1e-5)
+        expected = np.asarray(keras.layers.Add()([inputs[..., member, :], residual[..., member, :]]))
+        np.testing.assert_array_equal(added[..., member, :], expected)
