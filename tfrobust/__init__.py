@@ -27,6 +27,10 @@ evaluation -> search:
                random subsets, as a callback and `tf.data` batches for `fit`.
   metrics      Clean accuracy and memorisation metrics; the EpochMetrics
                callback.
+  label_issues Which training labels are wrong: K-fold out-of-fold
+               probabilities from a robust loss, then confident learning;
+               `label_issues_benchmark` scores it against cleanlab
+               (`python -m search.label_issues`).
   plotting     Losses plotted against the true-class probability.
   distribute   The one function that maps a strategy name to tf.distribute.
   fewshot_benchmark  MAML vs NestedMAML on noisy episodes
