@@ -33,3 +33,13 @@ def test_training_flops_by_hand():
     # cnn on digits: conv 8x8x9x1x16, pool, conv 4x4x9x16x32, pool, dense 2*2*32 -> 10.
     first, rest = 2 * 8 * 8 * 9 * 16, 2 * (4 * 4 * 9 * 16 * 32 + 2 * 2 * 32 * 10)
     assert models.training_flops_per_example("cnn", (8, 8, 1), 10) == 2 * first + 3 * rest
+
+
+def test_training_flops_of_a_residual_network_by_hand():
+    from tfrobust import models
+
+    # resnet_tiny on digits: conv 1->16 (no input gradient), a residual block of two 16->16 convs at 8x8,
+    # pool to 4x4, conv 16->32, global average pooling to 32 features, dense 32 -> 10.
+    first = 2 * 8 * 8 * 9 * 1 * 16
+    rest = 2 * (2 * 8 * 8 * 9 * 16 * 16 + 4 * 4 * 9 * 16 * 32 + 32 * 10)
+    assert models.training_flops_per_example("resnet_tiny", (8, 8, 1), 10) == 2 * first + 3 * rest

@@ -9,6 +9,10 @@ Layer specs:
     ("dense", units, activation)      activation: "relu" or None
     ("conv", filters, kernel_size, activation)   'same' padding, stride 1
     ("maxpool", pool_size)
+    ("batchnorm",)                    keras.layers.BatchNormalization()
+    ("relu",)
+    ("global_avg_pool",)
+    ("residual", specs)               x + specs(x) (a functional model)
 """
 
 import keras
@@ -29,7 +33,33 @@ ARCHITECTURES = {
         ("flatten",),
         ("dense", None, None),
     ),
+    # The cnn with batch normalisation before each ReLU.
+    "cnn_bn": (
+        ("conv", 16, 3, None), ("batchnorm",), ("relu",),
+        ("maxpool", 2),
+        ("conv", 32, 3, None), ("batchnorm",), ("relu",),
+        ("maxpool", 2),
+        ("flatten",),
+        ("dense", None, None),
+    ),
+    # One residual block (He et al., CVPR 2016) and global average pooling.
+    "resnet_tiny": (
+        ("conv", 16, 3, None), ("batchnorm",), ("relu",),
+        ("residual", (("conv", 16, 3, None), ("batchnorm",), ("relu",), ("conv", 16, 3, None), ("batchnorm",))),
+        ("relu",),
+        ("maxpool", 2),
+        ("conv", 32, 3, None), ("batchnorm",), ("relu",),
+        ("global_avg_pool",),
+        ("dense", None, None),
+    ),
 }
+
+
+def layer_seed(seed, index, outer=None):
+    """Initialiser seed of spec `index` (inside the residual block at spec `outer`, if any)."""
+    if seed is None:
+        return None
+    return seed + index if outer is None else seed + 1000 * (outer + 1) + index
 
 
 def architecture(name):
@@ -54,11 +84,31 @@ def build_model(name, input_shape, num_classes, *, output="softmax", seed=None):
     if output not in ("softmax", "logits"):
         raise ValueError(f"output must be 'softmax' or 'logits'; got {output!r}.")
     specs = architecture(name)
-    layers = [keras.Input(tuple(input_shape))]
     if any(spec[0] == "conv" for spec in specs) and len(input_shape) == 1:
         raise ValueError(f"Architecture {name!r} needs image inputs (H, W, C); got shape {input_shape}.")
+    layers = [keras.Input(tuple(input_shape))] + _layers(specs, num_classes, seed)
+    if output == "softmax":
+        # float32 output keeps the loss numerics in float32 under mixed precision.
+        layers.append(keras.layers.Activation("softmax", dtype="float32"))
+    if not any(spec[0] == "residual" for spec in specs):
+        return keras.Sequential(layers, name=name)
+    x = layers[0]
+    for layer in layers[1:]:
+        x = layer(x) if not isinstance(layer, list) else keras.layers.Add()([x, _chain(layer, x)])
+    return keras.Model(layers[0], x, name=name)
+
+
+def _chain(layers, x):
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def _layers(specs, num_classes, seed, outer=None):
+    """Keras layers of `specs`; a residual block becomes the list of its inner layers."""
+    layers = []
     for index, spec in enumerate(specs):
-        kernel_init = keras.initializers.GlorotUniform(seed=None if seed is None else seed + index)
+        kernel_init = keras.initializers.GlorotUniform(seed=layer_seed(seed, index, outer))
         kind = spec[0]
         if kind == "flatten":
             layers.append(keras.layers.Flatten())
@@ -73,12 +123,17 @@ def build_model(name, input_shape, num_classes, *, output="softmax", seed=None):
             )
         elif kind == "maxpool":
             layers.append(keras.layers.MaxPooling2D(spec[1]))
+        elif kind == "batchnorm":
+            layers.append(keras.layers.BatchNormalization())
+        elif kind == "relu":
+            layers.append(keras.layers.Activation("relu"))
+        elif kind == "global_avg_pool":
+            layers.append(keras.layers.GlobalAveragePooling2D())
+        elif kind == "residual":
+            layers.append(_layers(spec[1], num_classes, seed, outer=index))
         else:  # pragma: no cover - guarded by the ARCHITECTURES table
             raise ValueError(f"Unknown layer spec {spec!r}.")
-    if output == "softmax":
-        # float32 output keeps the loss numerics in float32 under mixed precision.
-        layers.append(keras.layers.Activation("softmax", dtype="float32"))
-    return keras.Sequential(layers, name=name)
+    return layers
 
 
 def training_flops_per_example(name, input_shape, num_classes):
@@ -95,19 +150,29 @@ def training_flops_per_example(name, input_shape, num_classes):
     features = 1
     for size in input_shape:
         features *= size
+    return _flops(architecture(name), [height, width, channels, features], num_classes, first=True)
+
+
+def _flops(specs, shape, num_classes, first):
+    """Training FLOPs of `specs` on `shape = [H, W, C, features]` (updated in place)."""
     total = 0
-    for spec in architecture(name):
-        factor = 3 if total else 2  # the first layer with weights has no input gradient
+    for spec in specs:
+        factor = 2 if first and not total else 3  # the first layer with weights has no input gradient
         if spec[0] == "conv":
             filters, kernel = spec[1], spec[2]
-            total += factor * 2 * height * width * kernel * kernel * channels * filters
-            channels = filters
-            features = height * width * channels
+            total += factor * 2 * shape[0] * shape[1] * kernel * kernel * shape[2] * filters
+            shape[2] = filters
+            shape[3] = shape[0] * shape[1] * shape[2]
         elif spec[0] == "maxpool":
-            height, width = height // spec[1], width // spec[1]
-            features = height * width * channels
+            shape[0], shape[1] = shape[0] // spec[1], shape[1] // spec[1]
+            shape[3] = shape[0] * shape[1] * shape[2]
+        elif spec[0] == "global_avg_pool":
+            shape[0] = shape[1] = 1
+            shape[3] = shape[2]
+        elif spec[0] == "residual":
+            total += _flops(spec[1], shape, num_classes, first=False)
         elif spec[0] == "dense":
             units = spec[1] or num_classes
-            total += factor * 2 * features * units
-            features = units
+            total += factor * 2 * shape[3] * units
+            shape[3] = units
     return total

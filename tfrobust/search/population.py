@@ -182,6 +182,19 @@ def _stacked_initializer(initializer, population_size):
     return initialize
 
 
+# Layer-spec kinds (see `tfrobust.models`) that have a population version here.
+SUPPORTED_KINDS = ("flatten", "dense", "conv", "maxpool", "batchnorm", "relu", "global_avg_pool", "residual")
+
+
+def supports(architecture):
+    """Whether every layer of `architecture` (residual blocks included) has a population version."""
+
+    def supported(specs):
+        return all(spec[0] in SUPPORTED_KINDS and (spec[0] != "residual" or supported(spec[1])) for spec in specs)
+
+    return supported(models.architecture(architecture))
+
+
 def build_population_model(architecture, input_shape, num_classes, population_size, *, seed=None,
                            conv_implementation="auto"):
     """A model mapping `(batch, *input_shape)` to probabilities `(batch, population, classes)`.
@@ -193,13 +206,23 @@ def build_population_model(architecture, input_shape, num_classes, population_si
     first (for benchmarks; "auto" picks the fastest per layer); the first,
     whose input is shared, always takes the one measured fastest for it.
     """
-    specs = models.architecture(architecture)
     inputs = keras.Input(tuple(input_shape))
-    x = inputs
-    shared = True  # no population axis until the first layer with weights
+    x, _ = _apply(models.architecture(architecture), inputs, True, num_classes, population_size, seed,
+                  conv_implementation)
+    outputs = keras.layers.Activation("softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=f"population_{architecture}")
+
+
+def _apply(specs, x, shared, num_classes, population_size, seed, conv_implementation, outer=None):
+    """Applies the population layers of `specs` to `x`; returns `(output, shared)`.
+
+    `shared` is True until the first layer with weights gives `x` a population axis.
+    """
     for index, spec in enumerate(specs):
-        layer_seed = None if seed is None else seed + index
+        layer_seed = models.layer_seed(seed, index, outer)
         kind = spec[0]
+        if kind in ("batchnorm", "residual") and shared:
+            raise ValueError(f"A population model needs a layer with weights before {kind!r} (got {specs!r}).")
         if kind == "flatten":
             x = keras.layers.Flatten()(x) if shared else PopulationFlatten()(x)
         elif kind == "dense":
@@ -211,8 +234,17 @@ def build_population_model(architecture, input_shape, num_classes, population_si
             shared = False
         elif kind == "maxpool":
             x = keras.layers.MaxPooling2D(spec[1])(x) if shared else PopulationMaxPool2D(spec[1])(x)
-    outputs = keras.layers.Activation("softmax", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name=f"population_{architecture}")
+        elif kind == "batchnorm":
+            x = PopulationBatchNormalization()(x)
+        elif kind == "relu":
+            x = keras.layers.Activation("relu")(x)
+        elif kind == "global_avg_pool":
+            x = keras.layers.GlobalAveragePooling2D()(x) if shared else PopulationGlobalAveragePooling2D()(x)
+        elif kind == "residual":
+            # Member m's slice of x + f(x) is its own x + f(x): Add works on the stacked tensors as they are.
+            inner, _ = _apply(spec[1], x, False, num_classes, population_size, seed, conv_implementation, index)
+            x = keras.layers.Add()([x, inner])
+    return x, shared
 
 
 def member_weights(population_model, member):
