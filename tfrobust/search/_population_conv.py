@@ -30,12 +30,15 @@ from keras import ops
 
 IMPLEMENTATIONS = ("concat_filters", "patch_einsum", "member_loop", "grouped")
 
-# Chosen from `_conv_benchmark.time_conv_variants` (forward and backward under
-# XLA, as the population trainer compiles them) on the cnn's 4x4x16 -> 32
-# layer, batch 64, on the shared 2-core CPU: member_loop 78 ms against
+# Chosen from timings of one training step of the cnn's 4x4x16 -> 32 layer
+# (forward and backward under XLA, as the population trainer compiles it;
+# batch 64; a scratch script doing what `_conv_benchmark.time_conv_variants`
+# does) on the shared, heavily loaded 2-core CPU: member_loop 78 ms against
 # patch_einsum 130 ms at P = 16; at P = 64 patch_einsum 569 ms against
 # member_loop 762 ms, whose XLA compile also grows with P (124 s at P = 64);
-# grouped 3,259 ms at P = 16. Per-member layers: (largest population, choice).
+# grouped 3,259 ms at P = 16. Whole cnn population, one `search.throughput`
+# run at revision c7fa481: P = 16 went from 5.0x to 8.4x per-candidate
+# training. Per-member layers: (largest population, choice), in order.
 FASTEST = {"shared": "concat_filters", "per_member": ((16, "member_loop"), (None, "patch_einsum"))}
 
 
