@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from tfrobust.search import tasks
@@ -74,3 +75,45 @@ def test_every_shipped_suite_is_valid():
     for name in tasks.SUITES:
         suite = tasks.load_suite(name)
         assert 1 <= suite.tasks_per_generation <= len(suite.tasks)
+
+
+def test_task_keys_are_unique_in_every_shipped_suite():
+    for suite in tasks.SUITES.values():
+        assert len({task.key for task in suite.tasks}) == len(suite.tasks), suite.name
+    assert tasks.Task("digits", "mlp", "none").key == "digits/mlp/none/200x64"  # old keys unchanged
+    assert tasks.Task("digits", "mlp", "none", optimizer="momentum", learning_rate=0.01).key.endswith("/momentum@0.01")
+
+
+def test_the_broad_suite_covers_its_axes_and_leaves_the_heldout_families_out():
+    suite = tasks.load_suite("broad")
+    tasks.check_datasets(suite)  # every procedural name parses and generates
+    families = {tasks.dataset_family(task.dataset) for task in suite.tasks}
+    assert families == {"digits", "procedural:templates"}
+    assert not families & set(tasks.HELDOUT["dataset_families"])
+    assert not {task.architecture for task in suite.tasks} & set(tasks.HELDOUT["architectures"])
+    assert {task.optimizer for task in suite.tasks} == {"adam", "momentum"}
+    specs = [tasks.noise_lib.parse_noise_spec(task.noise) for task in suite.tasks]
+    assert {spec.kind for spec in specs} == {"symmetric", "pairflip", "instance"}
+    assert min(spec.rate for spec in specs) == 0.2 and max(spec.rate for spec in specs) == 0.6
+    assert {task.architecture for task in suite.tasks} >= {"mlp", "cnn"}
+    assert tasks.dataset_family("procedural:strokes:classes=3") == "procedural:strokes"
+    assert tasks.dataset_family("mnist5k") == "mnist5k"
+
+
+def test_instance_noise_and_momentum_train_end_to_end_in_both_evaluators():
+    from tfrobust.losses import TaylorLoss
+    from tfrobust.search import training
+
+    task = tasks.Task("procedural:templates:classes=4,size=8,examples=400,difficulty=0.2", "mlp", "instance:0.4",
+                      steps=30, batch_size=32, optimizer="momentum", learning_rate=0.05)
+    instance = tasks.TaskInstance(task, seed=3)
+    noisy = training._load(task.dataset, task.noise, instance.seed, False)
+    assert 0.3 < noisy.noisy_labels.realised_rate < 0.5  # instance-dependent noise at its rate
+    data = training.prepare_task(instance)
+    np.testing.assert_array_equal(np.isin(data.y_stream, noisy.y_train), True)
+    coefficients = np.stack([TaylorLoss.preset_info("cross_entropy_taylor3")["coefficients"],
+                             TaylorLoss.preset_info("mae")["coefficients"]])
+    population, finite = training.train_population(data, coefficients)
+    single = [training.train_single(data, row)[0] for row in coefficients]
+    assert finite.all() and population[0] > 0.4, population  # four classes: chance is 0.25
+    np.testing.assert_allclose(population, single, atol=0.02)  # one model at a time or stacked: the same training

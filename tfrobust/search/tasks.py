@@ -16,6 +16,7 @@ import numpy as np
 from tfrobust import datasets
 from tfrobust import models
 from tfrobust import noise as noise_lib
+from tfrobust import procedural
 from tfrobust.optimizers import OPTIMIZERS
 
 FITNESS_SPLITS = ("clean", "noisy")
@@ -26,10 +27,12 @@ class Task:
     """One kind of noisy-label training problem.
 
     Attributes:
-        dataset: a `tfrobust.datasets` name ("digits", "mnist5k", or a
+        dataset: a `tfrobust.datasets` name ("digits", "mnist5k", a
+            procedural set such as "procedural:templates:classes=5", or a
             prepared TFDS dataset).
         architecture: a `tfrobust.models.ARCHITECTURES` name.
-        noise: a noise spec string, e.g. "symmetric:0.4" or "pairflip:0.2".
+        noise: a noise spec string, e.g. "symmetric:0.4", "pairflip:0.2" or
+            "instance:0.4" (instance-dependent, Xia et al., NeurIPS 2020).
         steps: training steps (the truncated budget).
         batch_size: examples per step.
         optimizer: a `tfrobust.optimizers.OPTIMIZERS` name ("adam",
@@ -70,8 +73,11 @@ class Task:
 
     @property
     def key(self):
-        """A short readable identifier, used in logs and `evaluations.jsonl`."""
-        return f"{self.dataset}/{self.architecture}/{self.noise}/{self.steps}x{self.batch_size}"
+        """A short readable identifier, used in logs and `evaluations.jsonl` (the optimiser only when not the default)."""
+        key = f"{self.dataset}/{self.architecture}/{self.noise}/{self.steps}x{self.batch_size}"
+        if (self.optimizer, self.learning_rate) != ("adam", 1e-3):
+            key += f"/{self.optimizer}@{self.learning_rate:g}"
+        return key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +150,29 @@ def _grid(datasets, architectures, noises, **budget):
 
 _SEARCH_NOISE = ["symmetric:0.2", "symmetric:0.4", "symmetric:0.6", "pairflip:0.2", "pairflip:0.4"]
 
+# What the "broad" suite (and any suite meant for the held-out protocol) never uses, so that
+# `search.benchmark --preset=heldout` can test a loss on data set families and architectures no
+# search task saw. Families: a bundled set's own name, or "procedural:FAMILY" (see `dataset_family`).
+HELDOUT = {"dataset_families": ("mnist5k", "procedural:strokes"), "architectures": ("mlp2",)}
+
+# Procedural data sets of the family the broad search sees: different class counts, sizes,
+# difficulties and prototypes (the seed), all 16x16 or smaller so that the CNN stays cheap.
+_BROAD_PROCEDURAL = [
+    "procedural:templates:classes=10,difficulty=0.3",
+    "procedural:templates:classes=5,size=12,difficulty=0.6,seed=1",
+    "procedural:templates:classes=20,difficulty=0.2,examples=3000,seed=2",
+]
+_BROAD_NOISE = _SEARCH_NOISE + ["instance:0.2", "instance:0.4", "instance:0.6"]
+# Adam, and SGD with momentum 0.9 at a learning rate of the same effective step size class.
+_BROAD_OPTIMIZERS = [dict(optimizer="adam", learning_rate=1e-3), dict(optimizer="momentum", learning_rate=0.01)]
+
+
+def dataset_family(name):
+    """The family of data set `name`: "procedural:FAMILY" for a procedural set, else the name itself."""
+    if procedural.is_procedural(name):
+        return procedural.PREFIX + procedural.parse(name).family
+    return name
+
 SUITES = {
     # The default run: about a minute on a 2-core CPU (the limit is 10).
     "default": TaskSuite(
@@ -168,6 +197,20 @@ SUITES = {
         _grid(["digits"], ["mlp", "linear", "cnn"], _SEARCH_NOISE, steps=800)
         + _grid(["mnist5k"], ["mlp", "linear"], _SEARCH_NOISE, steps=1500),
         tasks_per_generation=6,
+    ),
+    # A broad task distribution for a loss that transfers: bundled and procedural data, linear, MLP
+    # and CNN models, Adam and SGD with momentum, symmetric, pair-flip and instance-dependent noise at
+    # 0.2-0.6, and 800 steps of 64 (about 40 epochs of digits, 35 of the 2,000-example procedural
+    # sets): long enough for cross-entropy to start memorising. Leaves out everything in HELDOUT.
+    "broad": TaskSuite(
+        "broad",
+        tuple(
+            task
+            for budget in _BROAD_OPTIMIZERS
+            for task in _grid(["digits", *_BROAD_PROCEDURAL], ["linear", "mlp", "cnn"], _BROAD_NOISE, steps=800,
+                              **budget)
+        ),
+        tasks_per_generation=8,
     ),
     # A tiny suite for tests and smoke runs.
     "tiny": TaskSuite("tiny", _grid(["digits"], ["linear"], ["symmetric:0.4"], steps=20, batch_size=32), 1),
