@@ -16,6 +16,11 @@ and its traceback text; its candidates get status "failed" and fitness 0, and
 the search decides whether that many failures stop it (`tfrobust.search.evolve`).
 A candidate whose training diverged (non-finite weights or fitness) gets status
 "nonfinite" and fitness 0: a legitimate, bad result, not a failure.
+
+Fitness aggregates a candidate's accuracies over the task instances as
+`tfrobust.search.fitness` says (the mean by default). An aggregation
+relative to cross-entropy adds one reference job per task instance; if it
+fails, every candidate fails on that instance (there is nothing to compare with).
 """
 
 import concurrent.futures
@@ -46,6 +51,7 @@ class Job:
     vectorized: bool
     fitness_split: str = "clean"
     strategy: str = "off"
+    reference: bool = False  # train cross-entropy (the fitness reference) instead of `coefficients`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +88,7 @@ class CandidateResult:
     seconds: float
     error: str = ""  # the first failed job's error, for status "failed"
     traceback: str = ""
+    reference_accuracies: dict = dataclasses.field(default_factory=dict)  # cross-entropy's, when the fitness uses it
 
 
 def run_job(job):
@@ -90,7 +97,12 @@ def run_job(job):
 
     start = time.perf_counter()
     data = training.prepare_task(job.instance, job.fitness_split)
-    if job.vectorized:
+    if job.reference:
+        from tfrobust.search import fitness
+
+        accuracy, finite = fitness.train_reference(data, strategy=job.strategy)
+        accuracies, finite = np.array([accuracy]), np.array([finite])
+    elif job.vectorized:
         accuracies, finite = training.train_population(data, job.coefficients, strategy=job.strategy)
     else:
         results = [training.train_single(data, row, strategy=job.strategy) for row in job.coefficients]
@@ -245,12 +257,19 @@ def supports_vectorized(architecture):
     return all(spec[0] in ("flatten", "dense", "conv", "maxpool") for spec in models.architecture(architecture))
 
 
-def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", fitness_split="clean", strategy="off"):
+def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", fitness_split="clean", strategy="off",
+                        aggregation="mean"):
     """Scores every row of `coefficients` on every task instance.
+
+    `aggregation` is a `tfrobust.search.fitness` spec ("mean", "quantile:0.25",
+    "ce_gain/quantile:0.25", ...) or a parsed `fitness.Aggregation`.
 
     Returns `(results, modes)`: one `CandidateResult` per row, and for each
     task the evaluator that ran it ("vectorized" or "per_candidate").
     """
+    from tfrobust.search import fitness as fitness_lib
+
+    aggregation = fitness_lib.parse_aggregation(aggregation)
     coefficients = np.asarray(coefficients, dtype="float64")
     population_size = len(coefficients)
     jobs, modes = [], {}
@@ -266,6 +285,8 @@ def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", 
         else:
             for member in range(population_size):
                 jobs.append(Job(instance, coefficients[member : member + 1], (member,), False, fitness_split, strategy))
+        if aggregation.needs_reference:
+            jobs.append(Job(instance, coefficients[:0], (), False, fitness_split, strategy, reference=True))
     outputs = executor.map(jobs)
 
     accuracies = np.full((population_size, len(instances)), np.nan)
@@ -274,8 +295,9 @@ def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", 
     errors = [""] * population_size
     tracebacks = [""] * population_size
     column = {instance.key: k for k, instance in enumerate(instances)}
+    reference = np.full(len(instances), np.nan)
     for job, output in zip(jobs, outputs):
-        members = list(job.members)
+        members = list(range(population_size)) if job.reference else list(job.members)
         if isinstance(output, JobFailure):
             accuracies[members, column[job.instance.key]] = 0.0
             status[members] = STATUS_FAILED
@@ -285,14 +307,19 @@ def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", 
                     tracebacks[member] = output.traceback
             continue
         job_accuracies, finite, job_seconds = output
+        if job.reference:
+            reference[column[job.instance.key]] = job_accuracies[0]
+            seconds += job_seconds / population_size
+            continue
         accuracies[members, column[job.instance.key]] = job_accuracies
         for member, ok in zip(members, finite):
             if not ok and status[member] == STATUS_OK:
                 status[member] = STATUS_NONFINITE
         seconds[members] += job_seconds / len(members)
+    references = {inst.key: float(reference[k]) for k, inst in enumerate(instances)} if aggregation.needs_reference else {}
     results = []
     for member in range(population_size):
-        fitness = 0.0 if status[member] != STATUS_OK else float(np.mean(accuracies[member]))
+        fitness = 0.0 if status[member] != STATUS_OK else float(aggregation(accuracies[member], reference))
         if not np.isfinite(fitness):
             # A NaN accuracy (e.g. an empty scoring split) must never reach the CMA-ES update.
             status[member], fitness = STATUS_NONFINITE, 0.0
@@ -305,6 +332,7 @@ def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", 
                 seconds=float(seconds[member]),
                 error=errors[member],
                 traceback=tracebacks[member],
+                reference_accuracies=references,
             )
         )
     return results, modes

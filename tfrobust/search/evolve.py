@@ -38,6 +38,7 @@ from tfrobust import distribute
 from tfrobust.losses import taylor
 from tfrobust.search import checkpoint
 from tfrobust.search import evaluation
+from tfrobust.search import fitness as fitness_lib
 from tfrobust.search import tasks as tasks_lib
 from tfrobust.search.checkpoint import BEST, CHECKPOINT, EVALUATIONS, has_run  # noqa: F401  (public names)
 
@@ -73,6 +74,11 @@ class SearchConfig:
     )
     tasks_per_generation: int = _setting(0, "Tasks drawn per generation (0: the suite's own number).")
     fitness_split: str = _setting("clean", "Score on the clean validation split, or on a noisy one (no clean data needed).")
+    fitness_aggregation: str = _setting(
+        "mean", "How a candidate's accuracies over the task instances become its fitness: [ce_gain/|ce_ratio/]mean, "
+                "quantile:Q or mean_minus_std:K (ce_*: relative to cross-entropy trained on the same instance; see "
+                "tfrobust.search.fitness)."
+    )
     init: str = _setting("cross_entropy_taylor3", "Starting point: a TaylorLoss preset of the same order, or 'zeros'.")
     evaluator: str = _setting(
         "auto", "auto: train a whole generation at once where the architecture allows, else per candidate."
@@ -111,6 +117,7 @@ class SearchConfig:
             if getattr(self, name) not in choices:
                 raise ValueError(f"Unknown --{name} {getattr(self, name)!r}; choose one of {list(choices)}.")
         taylor.num_coefficients(self.order)
+        fitness_lib.parse_aggregation(self.fitness_aggregation)
         initial_centroid(self.init, self.order)
         tasks_lib.load_suite(self.task_suite, self.fitness_split)
 
@@ -118,7 +125,9 @@ class SearchConfig:
         """The settings that define the search itself (a resumed run must match them)."""
         keys = ("population_size", "sigma", "seed", "order", "task_suite", "tasks_per_generation",
                 "fitness_split", "init")
-        return {k: getattr(self, k) for k in keys}
+        # Only when not the default: runs checkpointed before the setting existed stay resumable.
+        extra = ("fitness_aggregation",) if self.fitness_aggregation != "mean" else ()
+        return {k: getattr(self, k) for k in keys + extra}
 
 
 @dataclasses.dataclass
@@ -302,6 +311,7 @@ def _run_generation(config, suite, state, creator, executor, watch, evaluations_
     results, modes = evaluation.evaluate_generation(
         np.array(individuals), instances, executor, evaluator=config.evaluator,
         fitness_split=suite.fitness_split, strategy=config.distribution_strategy,
+        aggregation=config.fitness_aggregation,
     )
     # Recorded before the failure check, so a stopped run's log shows what failed;
     # a resume drops them with the rest of the unfinished generation.
@@ -336,6 +346,7 @@ def _run_generation(config, suite, state, creator, executor, watch, evaluations_
         "centroid": np.asarray(strategy.centroid).tolist(),
         "tasks": [i.key for i in instances],
         "evaluators": sorted(set(modes.values())),
+        **({"reference_accuracies": results[0].reference_accuracies} if results[0].reference_accuracies else {}),
     }
     state["history"].append(entry)
     if state["best"] is None or entry["best"] > state["best"]["fitness"]:
@@ -362,6 +373,7 @@ def _finalise(config, suite, state, executor, watch, printer):
     results, _ = evaluation.evaluate_generation(
         np.array(candidates), instances, executor, evaluator=config.evaluator,
         fitness_split=suite.fitness_split, strategy=config.distribution_strategy,
+        aggregation=config.fitness_aggregation,
     )
     watch.check(results, state["history"], "the final selection")
     winner = int(np.argmax([r.fitness for r in results]))
@@ -383,8 +395,9 @@ def _finalise(config, suite, state, executor, watch, printer):
             "task_suite": suite.to_dict(),
         },
         "fitness": results[winner].fitness,
-        "fitness_definition": f"mean accuracy on the {suite.fitness_split} validation split over all "
-                              f"{len(instances)} suite task instances (final selection)",
+        "fitness_definition": f"{fitness_lib.parse_aggregation(config.fitness_aggregation).describe()} (accuracy "
+                              f"on the {suite.fitness_split} validation split; all {len(instances)} suite task "
+                              "instances, final selection)",
         "search_best_fitness": state["best"]["fitness"],
         "failed_evaluations": sum(e.get("failed", 0) for e in history),
         "nonfinite_evaluations": sum(e.get("nonfinite", 0) for e in history),
@@ -432,7 +445,7 @@ def _plot_fitness(history, path):
     axis.plot(generations, [e["best"] for e in history], marker="o", label="best")
     axis.plot(generations, [e["mean"] for e in history], marker=".", label="mean")
     axis.set_xlabel("generation")
-    axis.set_ylabel("fitness (mean validation accuracy)")
+    axis.set_ylabel("fitness (--fitness_aggregation of validation accuracies)")
     axis.set_title("CMA-ES fitness")
     axis.grid(alpha=0.3)
     axis.legend()

@@ -1,0 +1,175 @@
+"""Fitness aggregation (tfrobust.search.fitness): grammar, each statistic against numpy, the wiring through
+evaluate_generation and run_search with a fake executor, and one real cross-entropy reference."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from tfrobust.search import evaluation
+from tfrobust.search import evolve
+from tfrobust.search import fitness
+from tfrobust.search.tasks import Task, TaskInstance
+
+# Three candidates on four task instances, and cross-entropy's accuracy on each instance.
+ACCURACIES = np.array([
+    [0.90, 0.50, 0.70, 0.30],
+    [0.55, 0.56, 0.54, 0.55],
+    [0.95, 0.20, 0.99, 0.10],
+])
+CROSS_ENTROPY = np.array([0.80, 0.40, 0.75, 0.05])
+INSTANCES = [TaskInstance(Task("digits", "linear", f"symmetric:0.{k + 2}", steps=5), seed=k) for k in range(4)]
+
+
+def _quantile(values, q):
+    """Linear-interpolation quantile worked out by hand (numpy's default method)."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(np.floor(position))
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
+
+
+def _expected(spec):
+    rows = []
+    for accuracies in ACCURACIES:
+        if spec.startswith("ce_gain/"):
+            scores = [a - c for a, c in zip(accuracies, CROSS_ENTROPY)]
+        elif spec.startswith("ce_ratio/"):
+            scores = [a / max(c, 0.01) for a, c in zip(accuracies, CROSS_ENTROPY)]
+        else:
+            scores = list(accuracies)
+        statistic = spec.split("/")[-1]
+        mean = sum(scores) / len(scores)
+        if statistic == "mean":
+            rows.append(mean)
+        elif statistic.startswith("quantile:"):
+            rows.append(_quantile(scores, float(statistic.split(":")[1])))
+        else:
+            spread = np.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
+            rows.append(mean - float(statistic.split(":")[1]) * spread)
+    return np.array(rows)
+
+
+def _fake_run_job(table=ACCURACIES, reference=CROSS_ENTROPY, failing_reference=None):
+    column = {instance.key: k for k, instance in enumerate(INSTANCES)}
+    calls = []
+
+    def run(job):
+        calls.append(job)
+        k = column[job.instance.key]
+        if job.reference:
+            if failing_reference == k:
+                raise RuntimeError("cross-entropy broke")
+            return np.array([reference[k]]), np.array([True]), 2.0
+        members = list(job.members)
+        return table[members, k], np.isfinite(table[members, k]), 1.0
+
+    return run, calls
+
+
+SPECS = ["mean", "quantile:0.25", "quantile:0.5", "mean_minus_std:1", "ce_gain/mean", "ce_gain/quantile:0.25",
+         "ce_ratio/mean", "ce_ratio/mean_minus_std:0.5"]
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_each_aggregation_matches_numpy_through_evaluate_generation(spec):
+    run, calls = _fake_run_job()
+    results, _ = evaluation.evaluate_generation(np.zeros((3, 8)), INSTANCES, evaluation.InlineExecutor(run),
+                                                evaluator="vectorized", aggregation=spec)
+    expected = _expected(spec)
+    assert np.isfinite(expected).all()
+    np.testing.assert_allclose([r.fitness for r in results], expected, atol=1e-12)
+    assert all(r.status == "ok" for r in results)
+    # One candidate job per instance (vectorised), plus one cross-entropy job per instance when referenced.
+    references = [job for job in calls if job.reference]
+    assert len(references) == (4 if spec.startswith("ce_") else 0)
+    assert len(calls) - len(references) == 4
+    if spec.startswith("ce_"):
+        assert results[0].reference_accuracies == {i.key: c for i, c in zip(INSTANCES, CROSS_ENTROPY)}
+
+
+def test_the_aggregations_rank_differently():
+    # The mean favours the candidate that excels on easy tasks; a low quantile the even one.
+    assert np.argmax(_expected("mean")) == 0
+    assert np.argmax(_expected("quantile:0.25")) == 1
+    # Within a generation the gain over cross-entropy ranks as the mean does (same reference for all).
+    np.testing.assert_array_equal(np.argsort(_expected("ce_gain/mean")), np.argsort(_expected("mean")))
+    # A ratio weighs most the task cross-entropy fails on (the last), where candidate 1 holds up.
+    assert np.argmax(_expected("ce_ratio/mean")) == 1
+
+
+def test_a_failed_reference_fails_every_candidate_and_a_diverged_candidate_scores_zero():
+    run, _ = _fake_run_job(failing_reference=2)
+    results, _ = evaluation.evaluate_generation(np.zeros((3, 8)), INSTANCES, evaluation.InlineExecutor(run),
+                                                evaluator="vectorized", aggregation="ce_gain/mean")
+    assert [r.status for r in results] == ["failed"] * 3 and [r.fitness for r in results] == [0.0] * 3
+    assert "cross-entropy broke" in results[0].error and INSTANCES[2].key in results[0].error
+    table = ACCURACIES.copy()
+    table[1, 3] = np.nan
+    run, _ = _fake_run_job(table=table)
+    results, _ = evaluation.evaluate_generation(np.zeros((3, 8)), INSTANCES, evaluation.InlineExecutor(run),
+                                                evaluator="vectorized", aggregation="quantile:0.25")
+    assert [r.status for r in results] == ["ok", "nonfinite", "ok"] and results[1].fitness == 0.0
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("median", "unknown statistic 'median'"),
+    ("ce/mean", "unknown reference 'ce'"),
+    ("mean:2", "'mean' takes no argument"),
+    ("quantile", "needs a number after ':'"),
+    ("quantile:1", "between 0 and 1"),
+    ("mean_minus_std:-1", "at least 0"),
+    (0.5, "must be a string"),
+])
+def test_bad_specs_name_the_problem(spec, message):
+    with pytest.raises(ValueError, match="--fitness_aggregation") as error:
+        fitness.parse_aggregation(spec)
+    assert message in str(error.value)
+    with pytest.raises(ValueError, match="--fitness_aggregation"):
+        evolve.SearchConfig(fitness_aggregation=spec).validate()
+
+
+def test_parsed_specs_and_the_resume_key():
+    assert fitness.parse_aggregation("ce_gain/quantile:0.25") == fitness.Aggregation("quantile", 0.25, "ce_gain")
+    assert not fitness.parse_aggregation("mean").needs_reference
+    assert "fitness_aggregation" not in evolve.SearchConfig().search_key()  # old checkpoints stay resumable
+    assert evolve.SearchConfig(fitness_aggregation="quantile:0.25").search_key()["fitness_aggregation"] == "quantile:0.25"
+
+
+def test_run_search_records_the_aggregated_fitness_and_the_reference(tmp_path, monkeypatch):
+    run, _ = _fake_run_job()
+    by_task = {instance.task: instance for instance in INSTANCES}
+
+    def run_any(job):  # the suite's instances carry other seeds: score them as the same task of INSTANCES
+        return run(dataclasses.replace(job, instance=by_task[job.instance.task]))
+
+    monkeypatch.setattr(evaluation, "make_executor", lambda *a, **k: evaluation.InlineExecutor(run_any))
+    suite = tmp_path / "suite.json"
+    suite.write_text(json.dumps({"name": "four", "tasks_per_generation": 4, "tasks": [
+        {"dataset": "digits", "architecture": "linear", "noise": f"symmetric:0.{k + 2}", "steps": 5} for k in range(4)
+    ]}))
+    config = evolve.SearchConfig(output_dir=str(tmp_path / "run"), population_size=3, generations=1,
+                                 task_suite=str(suite), fitness_aggregation="ce_gain/quantile:0.25",
+                                 selection_candidates=1)
+    result = evolve.run_search(config, printer=lambda line: None)
+    fitnesses = [r["fitness"] for r in result.evaluations]
+    assert all(np.isfinite(fitnesses)) and len(fitnesses) == 3
+    # Whatever candidates CMA-ES drew, the fake scores member m with ACCURACIES[m].
+    np.testing.assert_allclose(fitnesses, _expected("ce_gain/quantile:0.25"), atol=1e-12)
+    definition = result.record["provenance"]["fitness_definition"]
+    assert definition.startswith("0.25-quantile over task instances of the accuracy minus cross-entropy's")
+    state = evolve.checkpoint.load_checkpoint(str(tmp_path / "run"))
+    assert sorted(state["history"][0]["reference_accuracies"].values()) == sorted(CROSS_ENTROPY)
+
+
+def test_the_cross_entropy_reference_really_trains():
+    from tfrobust.search import training
+
+    instance = TaskInstance(Task("digits", "linear", "instance:0.3", steps=100, batch_size=32, learning_rate=0.01), seed=5)
+    data = training.prepare_task(instance)
+    accuracy, finite = fitness.train_reference(data)
+    again, _ = fitness.train_reference(data)
+    assert finite and accuracy > 0.5, accuracy  # ten classes: chance is 0.1
+    assert again == accuracy  # same weights, batches and optimiser: the reference is reproducible
