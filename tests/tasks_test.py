@@ -95,7 +95,8 @@ def test_the_broad_suite_covers_its_axes_and_leaves_the_heldout_families_out():
     specs = [tasks.noise_lib.parse_noise_spec(task.noise) for task in suite.tasks]
     assert {spec.kind for spec in specs} == {"symmetric", "pairflip", "instance"}
     assert min(spec.rate for spec in specs) == 0.2 and max(spec.rate for spec in specs) == 0.6
-    assert {task.architecture for task in suite.tasks} >= {"mlp", "cnn"}
+    assert {task.architecture for task in suite.tasks} == {"linear", "mlp", "cnn", "cnn_bn"}
+    assert set(tasks.HELDOUT["architectures"]) <= set(tasks.models.ARCHITECTURES)
     assert tasks.dataset_family("procedural:strokes:classes=3") == "procedural:strokes"
     assert tasks.dataset_family("mnist5k") == "mnist5k"
 

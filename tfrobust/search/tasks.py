@@ -153,7 +153,7 @@ _SEARCH_NOISE = ["symmetric:0.2", "symmetric:0.4", "symmetric:0.6", "pairflip:0.
 # What the "broad" suite (and any suite meant for the held-out protocol) never uses, so that
 # `search.benchmark --preset=heldout` can test a loss on data set families and architectures no
 # search task saw. Families: a bundled set's own name, or "procedural:FAMILY" (see `dataset_family`).
-HELDOUT = {"dataset_families": ("mnist5k", "procedural:strokes"), "architectures": ("mlp2",)}
+HELDOUT = {"dataset_families": ("mnist5k", "procedural:strokes"), "architectures": ("mlp2", "resnet_tiny")}
 
 # Procedural data sets of the family the broad search sees: different class counts, sizes,
 # difficulties and prototypes (the seed), all 16x16 or smaller so that the CNN stays cheap.
@@ -199,7 +199,7 @@ SUITES = {
         tasks_per_generation=6,
     ),
     # A broad task distribution for a loss that transfers: bundled and procedural data, linear, MLP
-    # and CNN models, Adam and SGD with momentum, symmetric, pair-flip and instance-dependent noise at
+    # and CNN models (with and without batch normalisation), Adam and SGD with momentum, symmetric, pair-flip and instance-dependent noise at
     # 0.2-0.6, and 800 steps of 64 (about 40 epochs of digits, 35 of the 2,000-example procedural
     # sets): long enough for cross-entropy to start memorising. Leaves out everything in HELDOUT.
     "broad": TaskSuite(
@@ -207,7 +207,7 @@ SUITES = {
         tuple(
             task
             for budget in _BROAD_OPTIMIZERS
-            for task in _grid(["digits", *_BROAD_PROCEDURAL], ["linear", "mlp", "cnn"], _BROAD_NOISE, steps=800,
+            for task in _grid(["digits", *_BROAD_PROCEDURAL], ["linear", "mlp", "cnn", "cnn_bn"], _BROAD_NOISE, steps=800,
                               **budget)
         ),
         tasks_per_generation=8,
