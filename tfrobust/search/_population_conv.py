@@ -30,15 +30,21 @@ from keras import ops
 
 IMPLEMENTATIONS = ("concat_filters", "patch_einsum", "member_loop", "grouped")
 
-# Chosen from timings of one training step of the cnn's 4x4x16 -> 32 layer
-# (forward and backward under XLA, as the population trainer compiles it;
-# batch 64; a scratch script doing what `_conv_benchmark.time_conv_variants`
-# does) on the shared, heavily loaded 2-core CPU: member_loop 78 ms against
-# patch_einsum 130 ms at P = 16; at P = 64 patch_einsum 569 ms against
-# member_loop 762 ms, whose XLA compile also grows with P (124 s at P = 64);
-# grouped 3,259 ms at P = 16. Whole cnn population, one `search.throughput`
-# run at revision c7fa481: P = 16 went from 5.0x to 8.4x per-candidate
-# training. Per-member layers: (largest population, choice), in order.
+# Chosen from timings on the shared, loaded 2-core CPU (XLA, as the population
+# trainer compiles it; batch 64), where load drift is as large as the
+# differences, so the rule rests on the whole-model runs:
+# - the cnn's per-member 4x4x16 -> 32 layer, forward + backward: member_loop
+#   78 ms vs patch_einsum 130 ms at P = 16 and 762 ms vs 569 ms at P = 64 (one
+#   after the other); interleaved (`_conv_benchmark.time_conv_variants`,
+#   medians of 5, revision 4fc4b90) 26.9 vs 32.6 ms at P = 16 and 196 vs
+#   284 ms at P = 64. member_loop's XLA compile grows with P (124 s at 64).
+# - whole cnn population (`search.throughput`, 100 steps): P = 16 5.0x ->
+#   8.4x per-candidate training with member_loop (revision c7fa481); P = 64
+#   patch_einsum 4.5x vs member_loop 2.2x (revision 4fc4b90).
+# - the shared 8x8x1 -> 16 first layer, interleaved: concat_filters 5.2 ms,
+#   patch_einsum 4.6 ms (equal within the noise; concat_filters is one op),
+#   member_loop 14.9 ms, grouped 386 ms (XLA's CPU backend expands the groups).
+# Per-member layers: (largest population, choice), in order.
 FASTEST = {"shared": "concat_filters", "per_member": ((16, "member_loop"), (None, "patch_einsum"))}
 
 
