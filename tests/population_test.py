@@ -57,3 +57,9 @@ def test_training_mode_outputs_gradients_and_statistics_match_single_models(arch
 
 def test_every_architecture_is_supported():
     assert all(population.supports(name) for name in models.ARCHITECTURES)
+
+
+def test_the_evaluator_vectorises_the_new_architectures():
+    from tfrobust.search import evaluation
+
+    assert evaluation.supports_vectorized("cnn_bn") and evaluation.supports_vectorized("resnet_tiny")

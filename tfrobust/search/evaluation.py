@@ -252,9 +252,9 @@ def make_executor(name, *, num_workers=2, ray_address=None, function=run_job):
 
 def supports_vectorized(architecture):
     """Whether `tfrobust.search.population` has a population version of every layer of `architecture`."""
-    from tfrobust import models
+    from tfrobust.search import population
 
-    return all(spec[0] in ("flatten", "dense", "conv", "maxpool") for spec in models.architecture(architecture))
+    return population.supports(architecture)
 
 
 def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", fitness_split="clean", strategy="off",
