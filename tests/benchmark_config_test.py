@@ -102,7 +102,9 @@ def test_new_presets_name_the_new_methods_and_leave_the_old_grids_alone():
     assert reweighting.noise == benchmark.BenchmarkConfig.from_preset("full").noise
     imbalance = benchmark.BenchmarkConfig.from_preset("imbalance")
     assert set(imbalance.imbalance) == {"longtail:10", "longtail:100"} and set(imbalance.noise) == {"none", "symmetric:0.2"}
-    assert {"ldam_drw", "absgd_imbalance", "bare", "l2rw", "mwn", "ce"} <= set(imbalance.method_list())
+    assert {"ldam_drw", "absgd_imbalance", "bare", "mentornet_pd", "adacore", "l2rw", "mwn", "ce", "gce"} <= set(
+        imbalance.method_list()
+    )
     for name in ("reweighting", "imbalance"):
         config = benchmark.BenchmarkConfig.from_preset(name)
         config.validate()

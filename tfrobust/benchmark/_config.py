@@ -83,11 +83,12 @@ PRESETS = {
     # class of longtail:100 keeps a single example.
     "imbalance": {
         "about": "class imbalance (long-tailed MNIST-5k at ratios 10 and 100, with and without 20% symmetric "
-                 "noise): LDAM-DRW, ABSGD for imbalance (lambda > 0), BARE, L2RW and Meta-Weight-Net (balanced "
-                 "clean meta set of 10 per class) against CE and the evolved TaylorLoss; reports balanced and "
-                 "rarest-classes accuracy",
+                 "noise): LDAM-DRW, ABSGD for imbalance (lambda > 0), BARE, MentorNet-PD, AdaCore, L2RW and "
+                 "Meta-Weight-Net (balanced clean meta set of 10 per class) against CE, GCE and the evolved "
+                 "TaylorLoss; reports balanced and rarest-classes accuracy",
         "output_dir": "runs/benchmark_imbalance",
-        "methods": ("ce", "taylor", "ldam_drw", "absgd_imbalance", "bare", "l2rw", "mwn"),
+        "methods": ("ce", "gce", "taylor", "ldam_drw", "absgd_imbalance", "bare", "mentornet_pd", "adacore", "l2rw",
+                    "mwn"),
         "datasets": ("mnist5k",),
         "architectures": ("mlp",),
         "noise": ("none", "symmetric:0.2"),
