@@ -9,8 +9,8 @@ import pytest
 from tfrobust import benchmark, datasets, imbalance, layers, losses, reweighting
 from tfrobust.benchmark import _reweighting_methods as methods_lib
 
-NEW_METHODS = ("l2rw", "mwn", "warpi", "advisor", "absgd", "absgd_imbalance", "bare", "mentornet_pd", "ldam_drw")
-CLEAN_DATA = {"l2rw", "mwn", "warpi", "advisor"}
+NEW_METHODS = ("l2rw", "mwn", "warpi", "advisor", "forml", "absgd", "absgd_imbalance", "bare", "mentornet_pd", "ldam_drw")
+CLEAN_DATA = {"l2rw", "mwn", "warpi", "advisor", "forml"}
 PROVENANCE = {"revision": "unknown", "dirty": ""}
 
 
@@ -41,6 +41,20 @@ def test_each_method_trains_above_chance_and_says_whether_it_used_clean_data(met
 def test_new_methods_stay_out_of_the_default_grid():
     assert set(NEW_METHODS) <= set(benchmark.method_names())
     assert not set(NEW_METHODS) & set(benchmark.default_methods())
+
+
+def test_forml_groups_are_the_meta_sets_classes(noisy_digits):
+    run = _run("forml", epochs=1)
+    method = benchmark.get_method("forml")
+    model = method.build_model(run, noisy_digits)
+    trainer, _, _ = method.trainer(model, noisy_digits, run)
+    assert isinstance(trainer, reweighting.FORML) and trainer.objective == "worst_group"
+    meta, _ = method.split_data(noisy_digits, run)
+    x_given, y_given, groups = method.meta_data(meta, noisy_digits)
+    np.testing.assert_array_equal(x_given, meta[0])
+    np.testing.assert_array_equal(y_given, meta[1])
+    np.testing.assert_array_equal(groups, meta[1])  # worst group = worst class of the clean meta batch
+    assert len(trainer.meta_data[0]) == 100
 
 
 def test_meta_set_is_seeded_clean_balanced_and_removed_from_training(noisy_digits):

@@ -71,12 +71,13 @@ PRESETS = {
     # rows compare with the README table. l2rw, mwn, warpi and advisor are
     # given 10 clean examples per class (results.csv: clean_examples).
     "reweighting": {
-        "about": "the re-weighting and sample-selection methods (L2RW, Meta-Weight-Net, WarPI and the advisor "
-                 "network with a clean meta set of 10 per class, ABSGD for noise, BARE, MentorNet-PD) against CE, "
-                 "GCE and the evolved TaylorLoss",
+        "about": "the re-weighting and sample-selection methods (L2RW, Meta-Weight-Net, WarPI, the advisor "
+                 "network and FORML with a clean meta set of 10 per class, ABSGD for noise, BARE, MentorNet-PD, "
+                 "AdaCore) against CE, GCE and the evolved TaylorLoss",
         "output_dir": "runs/benchmark_reweighting",
         "susceptibility": True,
-        "methods": ("ce", "gce", "taylor", "l2rw", "mwn", "warpi", "advisor", "absgd", "bare", "mentornet_pd"),
+        "methods": ("ce", "gce", "taylor", "l2rw", "mwn", "warpi", "advisor", "forml", "absgd", "bare", "mentornet_pd",
+                    "adacore"),
         **_FULL_GRID,
     },
     # MNIST-5k only: on digits (about 130 training examples a class) the rarest

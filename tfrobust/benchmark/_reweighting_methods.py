@@ -20,6 +20,11 @@ compared with, not with the optimizer of its paper.
                    the penultimate layer of the architecture (`advisor_split`):
                    the hidden Dense of mlp / mlp2, the Flatten before the
                    classifier of cnn, the flattened input of linear.
+  forml            FORML (Yan et al., 2022) with the same meta set, its
+                   classes as the groups (the benchmark's data carry no
+                   group labels): the worst-class meta loss is the outer
+                   objective. `search.fairness_benchmark` runs it on a task
+                   with real groups.
   absgd            ABSGD for label noise (Qi et al.): lambda = -1, gamma 0.9,
                    abAlpha 0.5, uniform weights for the first 80 of 120 epochs
                    (the official noisy_label script for CE on CIFAR-10).
@@ -128,12 +133,30 @@ class MetaSetMethod(Method):
     def split_data(self, data, run):
         return meta_set(data, run.seed, self.per_class)
 
+    def meta_data(self, meta, data):
+        """What the trainer gets as `meta_data`: the clean `(x_meta, y_meta)`."""
+        return meta
+
     def trainer(self, model, data, run):
         meta, train_data = self.split_data(data, run)
         extra = self.trainer_arguments(model) if self.trainer_arguments else {}
-        trainer = self.trainer_class(model, meta_data=meta, seed=run.seed, **extra)
+        trainer = self.trainer_class(model, meta_data=self.meta_data(meta, data), seed=run.seed, **extra)
         trainer.compile(optimizer=make_optimizer(run.optimizer, run.learning_rate), jit_compile=False)
         return trainer, train_data.train_dataset(run.batch_size, seed=run.seed), []
+
+
+class ClassGroupedMetaSetMethod(MetaSetMethod):
+    """FORML on the benchmark: the meta set's classes are its groups.
+
+    The benchmark's data sets carry no group labels, so the fairness the
+    outer objective asks for is across classes: with "worst_group", each
+    step's weights serve the class whose clean meta loss is highest now
+    (`search.fairness_benchmark` runs FORML on a task with real groups).
+    """
+
+    def meta_data(self, meta, data):
+        x_meta, y_meta = meta
+        return x_meta, y_meta, y_meta  # every class is in the meta set, so there are num_classes groups
 
 
 def advisor_split(model):
@@ -223,6 +246,8 @@ WARPI_STEP_COST = 2.5
 ADVISOR_STEP_COST = 4.0
 register_method(MetaSetMethod("l2rw", reweighting.L2RW, relative_step_cost=1.5))
 register_method(MetaSetMethod("mwn", reweighting.MetaWeightNet, relative_step_cost=2.0))
+# FORML's step is L2RW's with a different meta loss.
+register_method(ClassGroupedMetaSetMethod("forml", reweighting.FORML, relative_step_cost=1.5))
 register_method(MetaSetMethod("warpi", reweighting.WarPI, relative_step_cost=WARPI_STEP_COST))
 register_method(MetaSetMethod("advisor", reweighting.AdvisorNetwork, relative_step_cost=ADVISOR_STEP_COST,
                               trainer_arguments=lambda model: {"split": advisor_split(model)}))
