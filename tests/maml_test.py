@@ -190,3 +190,32 @@ def test_config_round_trip():
                 "lookahead_learning_rate", "weight_init", "threshold"):
         assert getattr(revived, key) == getattr(trainer, key)
     assert revived.task_weights.shape == (5, 6)
+
+
+def test_trained_trainers_save_and_load_as_keras_files(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, 4)).astype("float32")
+    y = np.repeat(np.arange(6), 20)
+    train = episodes.sample_episodes(x, y, ways=3, shots=2, queries=2, num_episodes=4, seed=0)
+    validation = episodes.sample_episodes(x, y, ways=3, shots=2, queries=2, num_episodes=2, seed=1)
+    for trainer in (MAML(_mlp(), inner_steps=1, loss=_cross_entropy_from_logits()),
+                    NestedMAML(_mlp(), validation, num_training_tasks=4, inner_steps=1,
+                               weight_learning_rate=50.0, loss=_cross_entropy_from_logits())):
+        trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
+        history = trainer.fit(train.dataset(2, seed=0), epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+        before = trainer.evaluate_episodes(validation, batch_size=2)
+        path = tmp_path / f"{type(trainer).__name__}.keras"
+        trainer.save(path)
+        revived = keras.models.load_model(path)
+        assert type(revived) is type(trainer)
+        np.testing.assert_array_equal(revived.evaluate_episodes(validation, batch_size=2), before)
+        for saved, loaded in zip(trainer.model.weights, revived.model.weights):
+            np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
+        if isinstance(trainer, NestedMAML):  # the learned task weights travel with the trainer
+            assert not np.allclose(trainer.task_weights.numpy(), trainer.weight_init)
+            np.testing.assert_array_equal(revived.task_weights.numpy(), trainer.task_weights.numpy())
+        # The wrapped model alone is an ordinary .keras file too.
+        trainer.model.save(tmp_path / "model.keras")
+        np.testing.assert_array_equal(keras.models.load_model(tmp_path / "model.keras").predict(x[:8], verbose=0),
+                                      trainer.model.predict(x[:8], verbose=0))
