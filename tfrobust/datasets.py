@@ -35,6 +35,7 @@ from sklearn import model_selection
 from tfrobust import imbalance as imbalance_lib
 from tfrobust import noise as noise_lib
 from tfrobust import procedural
+from tfrobust._noise_checks import check_seed
 
 TFDS_PREFIX = "tfds:"
 
@@ -156,7 +157,7 @@ class NoisyDataset:
                 "meta_split needs exactly one of `per_class` (examples per class) or `count` "
                 f"(examples in all); got per_class={per_class!r}, count={count!r}."
             )
-        seed = noise_lib._check_seed(seed)
+        seed = check_seed(seed)
         rng = np.random.default_rng(_stream(seed, _META_STREAM))
         clean = self.y_train_clean
         if per_class is not None:
@@ -271,7 +272,7 @@ def load(
     """
     spec = noise_lib.parse_noise_spec(noise)
     imbalance_spec = imbalance_lib.parse_imbalance_spec(imbalance)
-    seed = noise_lib._check_seed(seed)
+    seed = check_seed(seed)
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1); got {validation_fraction!r}.")
     if not 0.0 < test_fraction < 1.0:

@@ -39,7 +39,6 @@ import numpy as np
 from tfrobust._noise_checks import MATRIX_FILE_EXTENSIONS, ROW_SUM_TOLERANCE, check_transition_matrix
 from tfrobust._noise_checks import check_features, check_labels, check_mapping, check_matrix_path
 from tfrobust._noise_checks import check_num_classes, check_rate, seeded_rng
-from tfrobust._noise_checks import check_seed as _check_seed  # noqa: F401  (tfrobust.datasets checks its seeds with it)
 from tfrobust._noise_tf import tf_noise_fn
 from tfrobust._specs import KindSpecSyntax
 
