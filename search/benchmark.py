@@ -25,7 +25,7 @@ from absl import app, flags  # noqa: E402
 from tfrobust import benchmark, datasets, models, noise, optimizers  # noqa: E402
 
 _DEFAULTS = benchmark.BenchmarkConfig()
-_AXES = ("methods", "datasets", "architectures", "noise", "imbalance", "seeds")
+_AXES = ("methods", "datasets", "architectures", "noise", "imbalance", "seeds", "skip")
 
 
 def _per_preset(field):
@@ -34,8 +34,9 @@ def _per_preset(field):
     return ", ".join(f"{name}: {value}" for name, value in values.items() if value != values["default"])
 
 
-def _per_preset_imbalance():
-    values = {name: preset.get("imbalance") for name, preset in benchmark.PRESETS.items()}
+def _per_preset_optional(field):
+    """"Preset X: a,b." for the presets that set the optional `field`."""
+    values = {name: preset.get(field) for name, preset in benchmark.PRESETS.items()}
     return "; ".join(f"Preset {name}: {','.join(value)}." for name, value in values.items() if value)
 
 
@@ -53,7 +54,7 @@ flags.DEFINE_list("noise", list(_DEFAULTS.noise),
 flags.DEFINE_list("imbalance", list(_DEFAULTS.imbalance),
                   "Class-imbalance profiles of the training split: none, longtail:RHO or step:RHO (RHO = n_max / "
                   "n_min, e.g. longtail:10,longtail:100,step:10); test splits stay balanced. "
-                  f"{_per_preset_imbalance()}")
+                  f"{_per_preset_optional('imbalance')}")
 flags.DEFINE_list("seeds", [str(seed) for seed in _DEFAULTS.seeds],
                   "Seeds: each fixes the split, the noise, the initial weights and the batch order for all methods.")
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, f"Training epochs per run (default preset; {_per_preset('epochs')}).")
@@ -62,6 +63,9 @@ flags.DEFINE_string("optimizer", _DEFAULTS.optimizer,
                     f"An optimizer name for tfrobust.optimizers.make_optimizer: {', '.join(optimizers.OPTIMIZERS)} "
                     "or any other Keras optimizer name.")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "The optimizer's learning rate.")
+flags.DEFINE_list("skip", list(_DEFAULTS.skip),
+                  "DATASET/ARCHITECTURE cells of the grid to leave out, e.g. an architecture too costly on one data set. "
+                  f"{_per_preset_optional('skip')}")
 flags.DEFINE_integer("max_examples", 0, "Read at most this many examples per source split (0: all).")
 flags.DEFINE_string("output_dir", _DEFAULTS.output_dir,
                     f"Folder for results.csv, curves.jsonl, results.md and plots ({_per_preset('output_dir')}).")

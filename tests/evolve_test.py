@@ -234,3 +234,31 @@ def test_script_flags_come_from_the_library():
             assert flags.FLAGS[field.name].help.endswith(field.metadata["help"])  # enums prefix their choices
     assert list(flags.FLAGS["executor"].parser.enum_values) == list(evolve.evaluation.EXECUTORS)
     assert "selection_candidates" in {f.name for f in script._FIELDS}
+
+
+def test_final_selection_on_a_disjoint_suite_scores_only_its_tasks(tmp_path):
+    search_suite = _suite_file(tmp_path)
+    selection_path = tmp_path / "selection.json"
+    selection_path.write_text(json.dumps({
+        "name": "selection-test",
+        "tasks_per_generation": 1,
+        "tasks": [{"dataset": "digits", "architecture": "linear", "noise": "symmetric:0.5", "steps": 120}],
+    }))
+    out = tmp_path / "run"
+    config = {"population_size": 4, "generations": 2, "task_suite": search_suite, "seed": 1,
+              "selection_suite": str(selection_path), "selection_candidates": 2, "output_dir": str(out)}
+    result = run_killing_search(config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Final selection on all 1 tasks of suite 'selection-test'" in result.stdout
+    best = json.loads((out / "best_coefficients.json").read_text())
+    searched = {key.split("#")[0] for record in _evaluations(out) for key in record["accuracies"]}
+    assert searched and "digits/linear/symmetric:0.5/120x64" not in searched
+    for entry in best["selection"]:
+        assert entry["status"] == "ok"
+        assert [key.split("#")[0] for key in entry["accuracies"]] == ["digits/linear/symmetric:0.5/120x64"]
+        assert list(entry["accuracies"].values())[0] > 2 * CHANCE
+    assert best["provenance"]["budget"]["selection_suite"]["name"] == "selection-test"
+    assert best["provenance"]["budget"]["task_suite"]["name"] == "resume-test"
+    assert "suite 'selection-test'" in best["provenance"]["fitness_definition"]
+    with pytest.raises(ValueError, match="Unknown task suite 'nope'"):
+        evolve.SearchConfig(selection_suite="nope").validate()

@@ -45,6 +45,28 @@ def test_pair_flip_matrix_default_and_mapping():
         np.testing.assert_array_equal(asymmetric[clean_class], np.eye(10)[clean_class])
 
 
+def test_swap_matrix_pairs_classes_both_ways():
+    # Worked by hand for C = 5: 0 <-> 1 and 2 <-> 3 swap at rate 0.3, class 4 has no partner.
+    expected = np.array([
+        [0.7, 0.3, 0.0, 0.0, 0.0],
+        [0.3, 0.7, 0.0, 0.0, 0.0],
+        [0.0, 0.0, 0.7, 0.3, 0.0],
+        [0.0, 0.0, 0.3, 0.7, 0.0],
+        [0.0, 0.0, 0.0, 0.0, 1.0],
+    ])
+    np.testing.assert_allclose(noise.swap_transition_matrix(0.3, 5), expected)
+    np.testing.assert_allclose(noise.parse_noise_spec("swap:0.3").transition_matrix(5), expected)
+    assert noise.swap_mapping(4) == {0: 1, 1: 0, 2: 3, 3: 2}
+    # Realised on labels: every corrupted example went to its partner class, at about the rate.
+    labels = uniform_labels(20000, num_classes=4)
+    noisy = noise.parse_noise_spec("swap:0.3").apply(labels, 4, seed=1)
+    flipped = noisy.is_corrupted
+    np.testing.assert_array_equal(noisy.labels[flipped], labels[flipped] ^ 1)
+    assert noisy.realised_rate == pytest.approx(0.3, abs=0.01)
+    with pytest.raises(ValueError, match="0.5"):
+        noise.parse_noise_spec("swap:0.5")
+
+
 @pytest.mark.parametrize(
     "generate, expected",
     [
@@ -223,6 +245,7 @@ def test_tf_noise_fn_rejects_label_out_of_range():
         ("none", noise.NoiseSpec("none")),
         ("symmetric:0.4", noise.NoiseSpec("symmetric", 0.4)),
         ("pairflip:0.2", noise.NoiseSpec("pairflip", 0.2)),
+        ("swap:0.3", noise.NoiseSpec("swap", 0.3)),
         ("instance:0.4", noise.NoiseSpec("instance", 0.4)),
         ("matrix:/data/T.npy", noise.NoiseSpec("matrix", matrix_path="/data/T.npy")),
         (" Symmetric: 0.1 ", noise.NoiseSpec("symmetric", 0.1)),

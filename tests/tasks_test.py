@@ -101,6 +101,16 @@ def test_the_broad_suite_covers_its_axes_and_leaves_the_heldout_families_out():
     assert tasks.dataset_family("mnist5k") == "mnist5k"
 
 
+def test_the_broad_selection_suite_shares_no_data_set_or_noise_setting_with_the_search_suite():
+    broad, selection = tasks.load_suite("broad"), tasks.load_suite("broad_selection")
+    tasks.check_datasets(selection)
+    assert not {t.dataset for t in broad.tasks} & {t.dataset for t in selection.tasks}
+    assert not {t.noise for t in broad.tasks} & {t.noise for t in selection.tasks}
+    assert not {tasks.dataset_family(t.dataset) for t in selection.tasks} & set(tasks.HELDOUT["dataset_families"])
+    assert not {t.architecture for t in selection.tasks} & set(tasks.HELDOUT["architectures"])
+    assert {t.optimizer for t in selection.tasks} == {"adam", "momentum"}
+
+
 def test_instance_noise_and_momentum_train_end_to_end_in_both_evaluators():
     from tfrobust.losses import TaylorLoss
     from tfrobust.search import training

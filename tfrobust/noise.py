@@ -1,4 +1,4 @@
-"""Label-noise injection: symmetric, pair-flip, transition matrix, instance-dependent.
+"""Label-noise injection: symmetric, pair-flip, swap, transition matrix, instance-dependent.
 
 Everything here works on numpy arrays and is seeded: the same labels, rate and
 seed give the same noisy labels on every machine. Each generator returns a
@@ -57,6 +57,8 @@ __all__ = [
     "pair_flip",
     "pair_flip_transition_matrix",
     "parse_noise_spec",
+    "swap_mapping",
+    "swap_transition_matrix",
     "symmetric",
     "symmetric_transition_matrix",
     "tf_noise_fn",
@@ -71,10 +73,10 @@ INSTANCE_FLIP_RATE_STD = 0.1
 # `pair_flip` with the CIFAR-10 class order of TFDS and Keras.
 CIFAR10_ASYMMETRIC_MAPPING = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
 
-NOISE_KINDS = ("none", "symmetric", "pairflip", "instance", "matrix")
+NOISE_KINDS = ("none", "symmetric", "pairflip", "swap", "instance", "matrix")
 
 _VALID_SPECS = (
-    "'none', 'symmetric:RATE', 'pairflip:RATE', 'instance:RATE' or "
+    "'none', 'symmetric:RATE', 'pairflip:RATE', 'swap:RATE', 'instance:RATE' or "
     "'matrix:PATH' (RATE a number in [0, 1); PATH a .npy, .csv or .json file "
     "holding a C x C transition matrix)"
 )
@@ -168,6 +170,23 @@ def pair_flip_transition_matrix(noise_rate, num_classes, mapping=None) -> np.nda
         matrix[source, source] = 1.0 - noise_rate
         matrix[source, target] = noise_rate
     return matrix
+
+
+def swap_mapping(num_classes) -> dict:
+    """The class pairs of swap noise: 0 <-> 1, 2 <-> 3, ...; with an odd C the last class stays clean."""
+    num_classes = check_num_classes(num_classes)
+    pairs = {}
+    for first in range(0, num_classes - 1, 2):
+        pairs[first], pairs[first + 1] = first + 1, first
+    return pairs
+
+
+def swap_transition_matrix(noise_rate, num_classes) -> np.ndarray:
+    """Swap noise: the classes are paired (`swap_mapping`) and each class of a pair is labelled as
+    the other with probability `noise_rate`, both ways (a <-> b). Unlike pair flip, whose flips
+    run round a cycle c -> c + 1, every confusion here is mutual, as between two look-alike
+    classes; the rate must stay below 0.5 for the same reason."""
+    return pair_flip_transition_matrix(noise_rate, num_classes, mapping=swap_mapping(num_classes))
 
 
 def symmetric(labels, noise_rate, num_classes=None, *, seed) -> NoisyLabels:
@@ -279,7 +298,7 @@ class NoiseSpec:
     """A kind of label noise as written in a CLI flag (see `parse_noise_spec`).
 
     Attributes:
-        kind: one of "none", "symmetric", "pairflip", "instance", "matrix".
+        kind: one of "none", "symmetric", "pairflip", "swap", "instance", "matrix".
         rate: the noise rate (0.0 for "none" and "matrix").
         matrix_path: the transition-matrix file for "matrix", else None.
     """
@@ -295,7 +314,7 @@ class NoiseSpec:
             if self.rate != 0.0:
                 raise ValueError(f"Noise kind {self.kind!r} takes no rate; got rate={self.rate!r}.")
         else:
-            upper = 0.5 if self.kind == "pairflip" else 1.0
+            upper = 0.5 if self.kind in ("pairflip", "swap") else 1.0
             object.__setattr__(self, "rate", check_rate(self.rate, upper=upper))
         if self.kind == "matrix":
             check_matrix_path(self.matrix_path)
@@ -305,8 +324,8 @@ class NoiseSpec:
     def transition_matrix(self, num_classes):
         """The true `(C, C)` matrix the labels are drawn from, T[i, j] = P(noisy = j | clean = i).
 
-        Returns the identity for "none", the matrix of `symmetric_transition_matrix`
-        or `pair_flip_transition_matrix` for those kinds, and the file's matrix
+        Returns the identity for "none", the matrix of `symmetric_transition_matrix`,
+        `pair_flip_transition_matrix` or `swap_transition_matrix` for those kinds, and the file's matrix
         for "matrix". Returns None for "instance": instance-dependent noise has
         no class-level matrix (each example has its own row); read the matrix
         realised on a sample from `NoisyLabels.transition_matrix` instead.
@@ -322,6 +341,8 @@ class NoiseSpec:
             return symmetric_transition_matrix(self.rate, num_classes)
         if self.kind == "pairflip":
             return pair_flip_transition_matrix(self.rate, num_classes)
+        if self.kind == "swap":
+            return swap_transition_matrix(self.rate, num_classes)
         if self.kind == "matrix":
             matrix = load_transition_matrix(self.matrix_path)
             if matrix.shape[0] != num_classes:
@@ -352,7 +373,7 @@ class NoiseSpec:
 
 
 def parse_noise_spec(spec) -> NoiseSpec:
-    """Parses "none", "symmetric:0.4", "pairflip:0.2", "instance:0.4" or
+    """Parses "none", "symmetric:0.4", "pairflip:0.2", "swap:0.3", "instance:0.4" or
     "matrix:/path/to/T.npy" (also .csv, .json) into a `NoiseSpec`.
 
     `str(spec)` parses back to an equal spec. A `NoiseSpec` is returned as it
@@ -368,7 +389,7 @@ def parse_noise_spec(spec) -> NoiseSpec:
         return NoiseSpec("none")
     if kind == "matrix" and argument:
         return NoiseSpec("matrix", matrix_path=argument)
-    if kind in ("symmetric", "pairflip", "instance") and has_argument:
+    if kind in ("symmetric", "pairflip", "swap", "instance") and has_argument:
         return NoiseSpec(kind, _SPEC_SYNTAX.number(spec, argument))
     raise _SPEC_SYNTAX.unparseable(spec)
 

@@ -88,6 +88,10 @@ class SearchConfig:
     ray_address: str = _setting("", "Address of an existing Ray cluster (empty: a local Ray instance).")
     distribution_strategy: str = _setting("off", "tf.distribute strategy each model trains under (mirrored: all GPUs).")
     selection_repeats: int = _setting(1, "Final selection: seeds per suite task.")
+    selection_suite: str = _setting(
+        "", "Final selection's suite (a name or a JSON suite file); empty: --task_suite itself. Use one whose "
+            "tasks the search never scored (broad_selection for the broad suite)."
+    )
     selection_candidates: int = _setting(
         6, "Final selection: candidates re-scored on every suite task (the final centroid and the best of the "
            "strongest generations)."
@@ -120,6 +124,8 @@ class SearchConfig:
         fitness_lib.parse_aggregation(self.fitness_aggregation)
         initial_centroid(self.init, self.order)
         tasks_lib.load_suite(self.task_suite, self.fitness_split)
+        if self.selection_suite:
+            tasks_lib.load_suite(self.selection_suite, self.fitness_split)
 
     def search_key(self):
         """The settings that define the search itself (a resumed run must match them)."""
@@ -243,6 +249,10 @@ def run_search(config, printer=print):
     if config.tasks_per_generation:
         suite = dataclasses.replace(suite, tasks_per_generation=config.tasks_per_generation)
     tasks_lib.check_datasets(suite)
+    selection_suite = suite
+    if config.selection_suite:
+        selection_suite = tasks_lib.load_suite(config.selection_suite, config.fitness_split)
+        tasks_lib.check_datasets(selection_suite)
     state = checkpoint.open_run(config.output_dir, config.search_key(), config.resume, printer)
     creator = _creator()
     evaluations_path = os.path.join(config.output_dir, EVALUATIONS)
@@ -290,7 +300,7 @@ def run_search(config, printer=print):
             _log_scalars(writer, entry)
             progress.report(entry, config.population_size, ",".join(entry["evaluators"]))
             _plot_fitness(state["history"], os.path.join(config.output_dir, "fitness.png"))
-        record, selection = _finalise(config, suite, state, executor, watch, printer)
+        record, selection = _finalise(config, suite, selection_suite, state, executor, watch, printer)
     finally:
         executor.close()
         if writer is not None:
@@ -356,20 +366,21 @@ def _run_generation(config, suite, state, creator, executor, watch, evaluations_
     checkpoint.save_checkpoint(config.output_dir, state)
 
 
-def _finalise(config, suite, state, executor, watch, printer):
-    """Re-scores the best candidates and the final centroid on fixed suite tasks; writes outputs.
+def _finalise(config, suite, selection_suite, state, executor, watch, printer):
+    """Re-scores the best candidates and the final centroid on fixed tasks; writes outputs.
 
     Fitness during the search is measured on tasks drawn anew each generation,
     so the best single score is partly luck of the draw. The final selection
-    scores a few strong candidates on the same fixed task instances and keeps
-    the best: the selected loss is the one written to best_coefficients.json.
+    scores a few strong candidates on the same fixed task instances of
+    `selection_suite` (the search's own `suite`, or one whose tasks it never
+    scored) and keeps the best: the one written to best_coefficients.json.
     """
     best_path = os.path.join(config.output_dir, BEST)
     candidates = [np.asarray(state["history"][-1]["centroid"])]
     ranked = sorted(state["history"], key=lambda e: -e["best"])
     for entry in ranked[: max(config.selection_candidates - 1, 1)]:
         candidates.append(np.asarray(entry["best_coefficients"]))
-    instances = suite.fixed_instances(config.seed, config.selection_repeats)
+    instances = selection_suite.fixed_instances(config.seed, config.selection_repeats)
     results, _ = evaluation.evaluate_generation(
         np.array(candidates), instances, executor, evaluator=config.evaluator,
         fitness_split=suite.fitness_split, strategy=config.distribution_strategy,
@@ -378,7 +389,7 @@ def _finalise(config, suite, state, executor, watch, printer):
     watch.check(results, state["history"], "the final selection")
     winner = int(np.argmax([r.fitness for r in results]))
     printer(
-        "Final selection on all {} suite tasks: ".format(len(instances))
+        f"Final selection on all {len(instances)} tasks of suite {selection_suite.name!r}: "
         + ", ".join(f"{'centroid' if i == 0 else 'cand' + str(i)} {r.fitness:.4f}" for i, r in enumerate(results))
     )
     history = state["history"]
@@ -393,11 +404,12 @@ def _finalise(config, suite, state, executor, watch, printer):
             "generations": config.generations,
             "evaluations": config.population_size * config.generations,
             "task_suite": suite.to_dict(),
+            **({"selection_suite": selection_suite.to_dict()} if selection_suite is not suite else {}),
         },
         "fitness": results[winner].fitness,
         "fitness_definition": f"{fitness_lib.parse_aggregation(config.fitness_aggregation).describe()} (accuracy "
-                              f"on the {suite.fitness_split} validation split; all {len(instances)} suite task "
-                              "instances, final selection)",
+                              f"on the {suite.fitness_split} validation split; all {len(instances)} task instances of "
+                              f"suite {selection_suite.name!r}, final selection)",
         "search_best_fitness": state["best"]["fitness"],
         "failed_evaluations": sum(e.get("failed", 0) for e in history),
         "nonfinite_evaluations": sum(e.get("nonfinite", 0) for e in history),

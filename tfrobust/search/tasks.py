@@ -212,6 +212,18 @@ SUITES = {
         ),
         tasks_per_generation=8,
     ),
+    # The final selection of a broad search (`search.evolve --selection_suite=broad_selection`): task
+    # instances disjoint from every search task (procedural sets with prototypes, class counts and
+    # sizes the broad suite does not use, and noise rates it does not use), so the selected loss is
+    # not the one that was luckiest on the tasks it was searched on. Also leaves out HELDOUT.
+    "broad_selection": TaskSuite(
+        "broad_selection",
+        _grid(["procedural:templates:classes=8,size=14,difficulty=0.4,seed=5"], ["mlp", "cnn_bn"],
+              ["symmetric:0.5", "pairflip:0.3", "instance:0.5"], steps=800, **_BROAD_OPTIMIZERS[0])
+        + _grid(["procedural:templates:classes=12,difficulty=0.5,seed=6"], ["mlp", "cnn_bn"],
+                ["symmetric:0.5", "pairflip:0.3", "instance:0.5"], steps=800, **_BROAD_OPTIMIZERS[1]),
+        tasks_per_generation=12,
+    ),
     # A tiny suite for tests and smoke runs.
     "tiny": TaskSuite("tiny", _grid(["digits"], ["linear"], ["symmetric:0.4"], steps=20, batch_size=32), 1),
 }
