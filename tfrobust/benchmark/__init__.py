@@ -26,6 +26,8 @@ Where things live (each a private module; the names below are the public face):
   _model_selection
              How well susceptibility picks models without clean labels
              (`model_selection_report`, `python -m search.model_selection`).
+  _verdict   Issue 10's rule for shipping a searched loss as the default
+             (`shipping_verdict`, `python -m search.heldout_verdict`).
 The per-epoch metrics (`EpochMetrics`, `memorisation_metrics`) are
 evaluation, not benchmark: they live in `tfrobust.metrics`.
 
@@ -98,3 +100,7 @@ from tfrobust.benchmark._costs import measure_step_costs
 from tfrobust.benchmark._model_selection import GroupSelection
 from tfrobust.benchmark._model_selection import candidate_models
 from tfrobust.benchmark._model_selection import model_selection_report
+from tfrobust.benchmark._config import HELDOUT_METHODS
+from tfrobust.benchmark._verdict import Verdict
+from tfrobust.benchmark._verdict import shipping_verdict
+from tfrobust.benchmark._verdict import verdict_from_csv

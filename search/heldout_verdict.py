@@ -1,0 +1,50 @@
+"""Should a searched TaylorLoss ship as the default? Issue 10's rule on the held-out benchmark.
+
+    python -m search.benchmark --preset=heldout --methods=taylor:file:runs/evolve_broad/best_coefficients.json,...
+    python -m search.heldout_verdict --results=runs/benchmark_heldout/results.csv \\
+        --candidate=taylor:evolved_broad
+
+Prints the table (methods x held-out columns, mean ± std over seeds, and the mean over columns)
+and the verdict: the candidate passes only if its mean is above every peer's and no column is
+below that column's best peer by more than the peer's seed spread. Writes the same text to
+--output (atomically) when given; exits 0 either way, 1 on bad input. The work is done by
+`tfrobust.benchmark.shipping_verdict`.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from tfrobust import _io, benchmark  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("results", "runs/benchmark_heldout/results.csv", "The benchmark's results.csv.")
+flags.DEFINE_string("candidate", "", "The candidate method, as named in results.csv (e.g. taylor:evolved_broad).")
+flags.DEFINE_list("peers", [m for m in benchmark.HELDOUT_METHODS],
+                  "Peer methods (default: the held-out preset's methods; the candidate is left out of them).")
+flags.DEFINE_string("metric", "final_test_accuracy", "The results.csv column compared (higher is better).")
+flags.DEFINE_string("output", "", "Also write the table and verdict to this Markdown file.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.candidate:
+        raise app.UsageError("--candidate is required: the method name of the loss to judge, as in results.csv.")
+    if not os.path.isfile(FLAGS.results):
+        raise app.UsageError(f"No results file at {FLAGS.results!r}: run python -m search.benchmark first.")
+    peers = [p for p in FLAGS.peers if p != FLAGS.candidate]
+    try:
+        verdict = benchmark.verdict_from_csv(FLAGS.results, FLAGS.candidate, peers, FLAGS.metric)
+    except (ValueError, KeyError) as error:
+        raise app.UsageError(str(error)) from None
+    text = verdict.markdown()
+    print(text)
+    if FLAGS.output:
+        _io.write_text(FLAGS.output, text + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,97 @@
+"""Issue 10's shipping rule, checked on hand-made results whose outcome is worked out by hand."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfrobust import benchmark
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _rows(accuracies):
+    """results.csv rows: {method: {(dataset, noise): [accuracy per seed]}}, whole (valid run ids)."""
+    rows = []
+    for method, columns in accuracies.items():
+        for (dataset, noise), values in columns.items():
+            for seed, value in enumerate(values):
+                spec = benchmark.RunSpec(dataset, "mlp2", noise, method, seed, 40, 64, "adam", 1e-3, None)
+                row = {field: "0" for field in benchmark.CSV_FIELDS}
+                row.update(spec.fields(), noise_kind=noise.split(":")[0], noise_rate=noise.split(":")[1],
+                           transition_matrix="", max_examples="", finite="True", final_test_accuracy=repr(value),
+                           revision="unknown", dirty="False")
+                rows.append(row)
+    return rows
+
+
+A = ("mnist5k", "symmetric:0.8")
+B = ("procedural:strokes", "swap:0.3")
+PEERS = {
+    # Column A: ce mean 0.50 (std 0.1), gce 0.60 (std 0.05). Column B: ce 0.80 (std 0.02), gce 0.70 (std 0.1).
+    "ce": {A: [0.4, 0.5, 0.6], B: [0.78, 0.80, 0.82]},
+    "gce": {A: [0.55, 0.60, 0.65], B: [0.6, 0.7, 0.8]},
+}
+
+
+def test_a_candidate_above_every_peer_and_within_each_columns_spread_passes():
+    # Mean (0.62 + 0.79) / 2 = 0.705 > ce 0.65, gce 0.65; column B: 0.80 - 0.79 = 0.01 <= ce's spread 0.02.
+    rows = _rows({"cand": {A: [0.61, 0.62, 0.63], B: [0.78, 0.79, 0.80]}, **PEERS})
+    verdict = benchmark.shipping_verdict(rows, "cand", ["ce", "gce"])
+    assert verdict.passed and not verdict.reasons
+    assert verdict.means["cand"] == pytest.approx(0.705) and verdict.means["ce"] == pytest.approx(0.65)
+    assert verdict.columns == ("mnist5k/mlp2 symmetric:0.8", "procedural:strokes/mlp2 swap:0.3")
+    assert verdict.cells[("gce", verdict.columns[0])].std == pytest.approx(0.05)
+    text = verdict.markdown()
+    assert "| cand (candidate) | 62.0 ± 1.0 | 79.0 ± 1.0 | 70.5 |" in text
+    assert "**80.0 ± 2.0**" in text and "**Passes**" in text
+
+
+def test_a_higher_mean_does_not_excuse_a_column_below_the_best_peers_spread():
+    # Mean (0.90 + 0.75) / 2 = 0.825 is highest, but column B is 0.05 below ce, whose spread is 0.02.
+    rows = _rows({"cand": {A: [0.89, 0.90, 0.91], B: [0.74, 0.75, 0.76]}, **PEERS})
+    verdict = benchmark.shipping_verdict(rows, "cand", ["ce", "gce"])
+    assert not verdict.passed
+    assert verdict.reasons == ("procedural:strokes/mlp2 swap:0.3: 5.0 points below ce (its spread 2.0)",)
+    assert "**Fails**" in verdict.markdown()
+
+
+def test_a_mean_not_above_a_peer_fails_even_within_every_spread():
+    # sce is never a column's best (A 0.59 < gce 0.60, B 0.79 < ce 0.80) but has the best mean, 0.69. The
+    # candidate is within every spread (A: 0.60 - 0.58 <= 0.05; B: 0.80 - 0.79 <= 0.02), its mean 0.685 below sce's.
+    sce = {A: [0.58, 0.59, 0.60], B: [0.78, 0.79, 0.80]}
+    rows = _rows({"cand": {A: [0.57, 0.58, 0.59], B: [0.78, 0.79, 0.80]}, **PEERS, "sce": sce})
+    verdict = benchmark.shipping_verdict(rows, "cand", ["ce", "gce", "sce"])
+    assert not verdict.passed
+    assert verdict.reasons == ("mean 68.5 is not above sce's 69.0",)
+
+
+def test_bad_inputs_are_named():
+    rows = _rows({"cand": {A: [0.6, 0.6, 0.6]}, **PEERS})
+    with pytest.raises(ValueError, match=r"cand has no runs in column\(s\) \['procedural:strokes/mlp2 swap:0.3'\]"):
+        benchmark.shipping_verdict(rows, "cand", ["ce", "gce"])
+    with pytest.raises(ValueError, match=r"No runs of \['mae'\]"):
+        benchmark.shipping_verdict(rows, "cand", ["ce", "mae"])
+    with pytest.raises(ValueError, match="also listed as a peer"):
+        benchmark.shipping_verdict(rows, "ce", ["ce", "gce"])
+    single = _rows({"cand": {A: [0.6]}, "ce": {A: [0.5]}})
+    with pytest.raises(ValueError, match="single seed"):
+        benchmark.shipping_verdict(single, "cand", ["ce"])
+    with pytest.raises(ValueError, match="no column 'nope'"):
+        benchmark.shipping_verdict(rows, "cand", ["ce"], metric="nope")
+
+
+def test_script_reads_a_results_file_and_writes_the_verdict(tmp_path):
+    csv_path = tmp_path / "results.csv"
+    benchmark.write_results(str(csv_path), _rows({"cand": {A: [0.61, 0.62, 0.63], B: [0.78, 0.79, 0.80]}, **PEERS}))
+    assert len(benchmark.read_results(str(csv_path))) == 18  # whole rows, so the rule sees every run
+    out = tmp_path / "verdict.md"
+    command = [sys.executable, "-m", "search.heldout_verdict", f"--results={csv_path}", "--candidate=cand",
+               "--peers=ce,gce,cand", f"--output={out}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "**Passes**" in result.stdout and out.read_text().strip() == result.stdout.strip()
+    result = subprocess.run(command[:4] + ["--candidate=nobody", "--peers=ce,gce"], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and "No runs of ['nobody']" in result.stderr

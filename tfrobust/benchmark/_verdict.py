@@ -1,0 +1,142 @@
+"""Issue 10's shipping rule for a searched loss, applied to a benchmark's results.csv.
+
+A candidate loss becomes the default only if, on the held-out grid, (1) its mean accuracy over the
+grid's columns is above every peer's, and (2) in no column is it worse than the best peer of that
+column by more than that peer's seed spread (the standard deviation over seeds). A column is a
+(dataset, architecture, noise) cell; its value for a method is the mean over seeds.
+"""
+
+import collections
+import dataclasses
+import math
+
+import numpy as np
+
+from tfrobust.benchmark import _results
+from tfrobust.benchmark import _tables
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One method in one column: mean and standard deviation (ddof=1) over its seeds, in accuracy units."""
+
+    mean: float
+    std: float
+    runs: int
+    nonfinite: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The rule's outcome: `passed`, and `reasons` naming every way the candidate failed it."""
+
+    candidate: str
+    peers: tuple
+    metric: str
+    columns: tuple
+    cells: dict  # {(method, column): Cell}
+    means: dict  # {method: mean over the columns}
+    passed: bool
+    reasons: tuple
+
+    def markdown(self):
+        """A table (methods as rows, columns and their mean as columns, per-column best peer in bold) and the verdict."""
+        methods = (self.candidate,) + self.peers
+        header = "| method | " + " | ".join(self.columns) + " | mean |"
+        lines = [header, "|---|" + "---|" * (len(self.columns) + 1)]
+        best = {column: max(self.cells[(p, column)].mean for p in self.peers) for column in self.columns}
+        best_mean = max(self.means[p] for p in self.peers)
+        for method in methods:
+            texts = []
+            for column in self.columns:
+                cell = self.cells[(method, column)]
+                text = f"{100 * cell.mean:.1f} ± {100 * cell.std:.1f}"
+                if cell.nonfinite:
+                    text += f" ({cell.nonfinite} non-finite)"
+                texts.append(f"**{text}**" if method in self.peers and cell.mean == best[column] else text)
+            mean = f"{100 * self.means[method]:.1f}"
+            texts.append(f"**{mean}**" if method in self.peers and self.means[method] == best_mean else mean)
+            label = f"{method} (candidate)" if method == self.candidate else method
+            lines.append(f"| {label} | " + " | ".join(texts) + " |")
+        runs = sorted({cell.runs for cell in self.cells.values()})
+        outcome = ("**Passes**: the candidate may ship as the default." if self.passed else
+                   "**Fails**: " + "; ".join(self.reasons) + ".")
+        return "\n".join([
+            f"Metric `{self.metric}` (%), mean ± std over {'/'.join(map(str, runs))} seeds per cell; the best peer of "
+            "each column in bold.",
+            "",
+            *lines,
+            "",
+            outcome,
+        ])
+
+
+def _cells(rows, metric):
+    """{(method, column): Cell} and the columns: data sets and architectures in order of appearance, then noise."""
+    values = collections.defaultdict(list)
+    nonfinite = collections.Counter()
+    order = {}
+    datasets = list(dict.fromkeys(row["dataset"] for row in rows))
+    architectures = list(dict.fromkeys(row["architecture"] for row in rows))
+    for row in rows:
+        column = f"{row['dataset']}/{row['architecture']} {_tables.column_label(row)}"
+        order.setdefault(column, (datasets.index(row["dataset"]), architectures.index(row["architecture"]),
+                                  _tables.column_sort_key(row)))
+        values[(row["method"], column)].append(_tables.number(row[metric]))
+        nonfinite[(row["method"], column)] += row.get("finite") != "True"
+    cells = {}
+    for key, vals in values.items():
+        vals = np.array(vals, dtype=float)
+        if np.isnan(vals).any():
+            raise ValueError(f"{key[0]} in column {key[1]!r} has runs without a {metric!r} value; rerun them "
+                             "(search.benchmark retrains torn or missing rows) before applying the rule.")
+        std = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
+        cells[key] = Cell(float(vals.mean()), std, len(vals), int(nonfinite[key]))
+    return cells, tuple(sorted(order, key=order.get))
+
+
+def shipping_verdict(rows, candidate, peers, metric="final_test_accuracy"):
+    """Applies the rule (see the module docstring) to benchmark rows (dicts of results.csv strings).
+
+    Raises:
+        ValueError: the candidate is also a peer, a method has no runs, a method lacks a column
+            another has, a cell lacks values, or a peer's spread is undefined (a single seed).
+    """
+    peers = tuple(p for p in dict.fromkeys(peers))
+    if not peers:
+        raise ValueError("Give at least one peer method to compare the candidate with.")
+    if candidate in peers:
+        raise ValueError(f"The candidate {candidate!r} is also listed as a peer; leave it out of the peers.")
+    methods = (candidate,) + peers
+    rows = [row for row in rows if row["method"] in methods]
+    if rows and metric not in rows[0]:
+        raise ValueError(f"The results have no column {metric!r}; choose one of {sorted(rows[0])}.")
+    present = {row["method"] for row in rows}
+    missing = [m for m in methods if m not in present]
+    if missing:
+        raise ValueError(f"No runs of {missing} in the results; run them (search.benchmark --methods=...) first.")
+    cells, columns = _cells(rows, metric)
+    for method in methods:
+        lacking = [c for c in columns if (method, c) not in cells]
+        if lacking:
+            raise ValueError(f"{method} has no runs in column(s) {lacking}: the rule compares whole grids.")
+    means = {m: float(np.mean([cells[(m, c)].mean for c in columns])) for m in methods}
+    reasons = []
+    for peer in peers:
+        if means[candidate] <= means[peer]:
+            reasons.append(f"mean {100 * means[candidate]:.1f} is not above {peer}'s {100 * means[peer]:.1f}")
+    for column in columns:
+        best_peer = max(peers, key=lambda p: cells[(p, column)].mean)
+        best = cells[(best_peer, column)]
+        if math.isnan(best.std):
+            raise ValueError(f"{best_peer} has a single seed in column {column!r}: the rule needs its seed spread.")
+        shortfall = best.mean - cells[(candidate, column)].mean
+        if shortfall > best.std:
+            reasons.append(f"{column}: {100 * shortfall:.1f} points below {best_peer} (its spread "
+                           f"{100 * best.std:.1f})")
+    return Verdict(candidate, peers, metric, columns, cells, means, not reasons, tuple(reasons))
+
+
+def verdict_from_csv(csv_path, candidate, peers, metric="final_test_accuracy"):
+    """`shipping_verdict` on the whole rows of a results.csv."""
+    return shipping_verdict(_results.read_results(csv_path), candidate, peers, metric)
