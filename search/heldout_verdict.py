@@ -7,7 +7,7 @@
 Prints the table (methods x held-out columns, mean ± std over seeds, and the mean over columns)
 and the verdict: the candidate passes only if its mean is above every peer's and no column is
 below that column's best peer by more than the peer's seed spread. Writes the same text to
---output (atomically) when given; exits 0 either way, 1 on bad input. The work is done by
+--output and a figure to --plot (atomically) when given; exits 0 either way, 1 on bad input. The work is done by
 `tfrobust.benchmark.shipping_verdict`.
 """
 
@@ -26,6 +26,7 @@ flags.DEFINE_list("peers", [m for m in benchmark.HELDOUT_METHODS],
                   "Peer methods (default: the held-out preset's methods; the candidate is left out of them).")
 flags.DEFINE_string("metric", "final_test_accuracy", "The results.csv column compared (higher is better).")
 flags.DEFINE_string("output", "", "Also write the table and verdict to this Markdown file.")
+flags.DEFINE_string("plot", "", "Also draw the columns' accuracies and the losses' shapes in this PNG.")
 
 
 def main(argv):
@@ -44,6 +45,8 @@ def main(argv):
     print(text)
     if FLAGS.output:
         _io.write_text(FLAGS.output, text + "\n")
+    if FLAGS.plot:
+        print(f"Plot: {benchmark.plot_verdict(verdict, FLAGS.plot)}")
 
 
 if __name__ == "__main__":

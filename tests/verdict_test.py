@@ -95,3 +95,14 @@ def test_script_reads_a_results_file_and_writes_the_verdict(tmp_path):
     result = subprocess.run(command[:4] + ["--candidate=nobody", "--peers=ce,gce"], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 1 and "No runs of ['nobody']" in result.stderr
+
+
+def test_plot_draws_the_columns_and_the_shapes_of_the_losses(tmp_path):
+    from matplotlib import image
+
+    rows = _rows({"taylor:evolved_bundled_long": {A: [0.61, 0.62, 0.63], B: [0.78, 0.79, 0.80]}, **PEERS})
+    verdict = benchmark.shipping_verdict(rows, "taylor:evolved_bundled_long", ["ce", "gce"])
+    pixels = image.imread(benchmark.plot_verdict(verdict, str(tmp_path / "verdict.png")))
+    assert pixels.shape[1] == 12 * 110 and pixels.std() > 0.05  # two panels, not blank
+    only_columns = benchmark.shipping_verdict(_rows({"cand": PEERS["gce"], "ce": PEERS["ce"]}), "cand", ["ce"])
+    assert image.imread(benchmark.plot_verdict(only_columns, str(tmp_path / "one.png"))).shape[1] == 7 * 110

@@ -140,3 +140,54 @@ def shipping_verdict(rows, candidate, peers, metric="final_test_accuracy"):
 def verdict_from_csv(csv_path, candidate, peers, metric="final_test_accuracy"):
     """`shipping_verdict` on the whole rows of a results.csv."""
     return shipping_verdict(_results.read_results(csv_path), candidate, peers, metric)
+
+
+def plot_verdict(verdict, path):
+    """A PNG with the verdict's accuracies (left: each column, the candidate against every peer) and, when
+    the candidate and some peers are losses, their shapes (right: `tfrobust.plotting.plot_loss_curves`'s
+    normalised curves). Returns `path`."""
+    import keras
+    from matplotlib.figure import Figure
+
+    from tfrobust import _io
+    from tfrobust import plotting
+    from tfrobust.benchmark import _methods
+
+    shapes = {}
+    for method in (verdict.candidate,) + verdict.peers:
+        try:
+            found = _methods.get_method(method)
+        except ValueError:  # a method of another registry (a notebook's own): no shape to draw
+            continue
+        if isinstance(found, _methods.LossMethod) and (method == verdict.candidate or method.startswith(
+                (_methods.TAYLOR_PRESET_PREFIX, _methods.TAYLOR_FILE_PREFIX)) or method in ("ce", "mae")):
+            # The benchmark's ce is Keras's sparse loss; plotting feeds one-hot labels, as its dense twin takes.
+            shapes[method] = keras.losses.CategoricalCrossentropy() if method == "ce" else found.loss_factory(10, None)
+    figure = Figure(figsize=(12 if len(shapes) > 1 else 7, 4.5))
+    axes = figure.subplots(1, 2 if len(shapes) > 1 else 1, squeeze=False)[0]
+    positions = np.arange(len(verdict.columns))
+    for index, method in enumerate((verdict.candidate,) + verdict.peers):
+        means = np.array([100 * verdict.cells[(method, c)].mean for c in verdict.columns])
+        if method == verdict.candidate:
+            axes[0].plot(positions, means, "k*", markersize=14, label=f"{method} (candidate)", zorder=3)
+        else:
+            axes[0].plot(positions + 0.04 * (index - len(verdict.peers) / 2), means, "o", alpha=0.75, label=method)
+    axes[0].set_xticks(positions, [c.replace(" ", "\n") for c in verdict.columns], fontsize=7)
+    axes[0].set_ylabel(f"{verdict.metric} (%), mean over seeds")
+    axes[0].set_title("Held-out columns: " + ("passes" if verdict.passed else "fails") + " the shipping rule")
+    axes[0].grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    if len(shapes) > 1:
+        p = np.linspace(0.01, 1.0, 200)
+        for method, loss in shapes.items():
+            values = plotting.loss_curve_values(loss, p)
+            values = (values - values.min()) / max(values.max() - values.min(), 1e-12)
+            style = dict(color="k", linewidth=2.5) if method == verdict.candidate else dict(alpha=0.8)
+            axes[1].plot(p, values, label=method, **style)
+        axes[1].set_xlabel("probability of the true class (10 classes)")
+        axes[1].set_ylabel("loss (normalised to [0, 1])")
+        axes[1].set_title("The losses' shapes")
+        axes[1].grid(alpha=0.3)
+        axes[1].legend(fontsize=7)
+    figure.tight_layout()
+    return _io.save_figure(figure, path, dpi=110)
