@@ -2,6 +2,7 @@
 
     python -m search.label_issues                                   # digits, six noises -> runs/label_issues
     python -m search.label_issues --dataset=mnist5k --noises=symmetric:0.4 --epochs=20
+    python -m search.label_issues --seeds=0,1,2 --output_dir=runs/label_issues_3seeds   # mean ± std
 
 For each noise the tfrobust finder (TaylorLoss.pretrained() out-of-fold
 probabilities, confident learning) and cleanlab's find_label_issues on
@@ -33,6 +34,8 @@ flags.DEFINE_integer("epochs", _DEFAULTS["epochs"], "Epochs of every training (f
 flags.DEFINE_integer("batch_size", _DEFAULTS["batch_size"], "Examples per step.")
 flags.DEFINE_float("learning_rate", _DEFAULTS["learning_rate"], "Adam learning rate.")
 flags.DEFINE_integer("seed", _DEFAULTS["seed"], "Seeds the splits, the noise, the folds and the models.")
+flags.DEFINE_list("seeds", [], "Several seeds instead of --seed: one run each in OUTPUT_DIR/seed_<seed>, then "
+                  "OUTPUT_DIR/summary.md with every metric as mean ± std over them.")
 flags.DEFINE_integer("max_examples", 0, "Read at most this many examples of the data set (0: all).")
 flags.DEFINE_string("output_dir", "runs/label_issues", "Folder for flags.csv, metrics.md and the PNG grids.")
 
@@ -40,13 +43,22 @@ flags.DEFINE_string("output_dir", "runs/label_issues", "Folder for flags.csv, me
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    detection, accuracy = label_issues_benchmark.run(
-        FLAGS.output_dir, dataset=FLAGS.dataset, noises=[noise.strip() for noise in FLAGS.noises if noise.strip()],
+    settings = dict(
+        dataset=FLAGS.dataset, noises=[noise.strip() for noise in FLAGS.noises if noise.strip()],
         architecture=FLAGS.architecture, num_folds=FLAGS.num_folds, epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
-        max_examples=FLAGS.max_examples or None)
+        batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate, max_examples=FLAGS.max_examples or None)
+    if FLAGS.seeds:
+        try:
+            seeds = [int(seed) for seed in FLAGS.seeds]
+        except ValueError:
+            raise app.UsageError(f"--seeds takes integers; got {FLAGS.seeds}.") from None
+        results = label_issues_benchmark.run_seeds(FLAGS.output_dir, seeds, **settings)
+        print(label_issues_benchmark.summary_markdown(results))
+        print(f"Wrote {FLAGS.output_dir}/summary.md and one folder per seed (seed_<seed>/).")
+        return
+    detection, accuracy = label_issues_benchmark.run(FLAGS.output_dir, seed=FLAGS.seed, **settings)
     print(label_issues_benchmark.tables_markdown(detection, accuracy))
-    print(f"Wrote {FLAGS.output_dir}/flags.csv, metrics.md and the top_flagged_*.png grids.")
+    print(f"Wrote {FLAGS.output_dir}/flags.csv, metrics.md, probabilities_*.npz and the top_flagged_*.png grids.")
 
 
 if __name__ == "__main__":

@@ -225,6 +225,28 @@ def test_search_label_issues_end_to_end(tmp_path):
     assert ours_line.split("|")[5].strip() == f"{precision:.3f}"  # the table's precision is the CSV's
     for name in ("cleanlab + CE", "tfrobust CL + CE", "CE, tfrobust-flagged removed", "CE, clean labels"):
         assert name in table
+    saved = np.load(out / "probabilities_pairflip_04.npz")
+    np.testing.assert_array_equal(saved["given_labels"], [int(row["given_label"]) for row in rows])
+    np.testing.assert_array_equal(saved["true_labels"], [int(row["true_label"]) for row in rows])
+    for name in ("taylor", "cross_entropy"):
+        np.testing.assert_allclose(saved[name].sum(axis=1), 1.0, atol=1e-4)
     png = (out / "top_flagged_pairflip_04.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 2000
     assert not [name for name in os.listdir(out) if ".tmp." in name]
+
+
+def test_summary_over_seeds_is_the_mean_and_std_of_the_runs():
+    from tfrobust import label_issues_benchmark as study
+
+    def rows(f1, accuracy):
+        detection = [{"noise": "symmetric:0.2", "detector": d, "f1": f1, "auroc": 0.9, "precision": 0.8,
+                      "recall": 0.7} for d in study.DETECTORS]
+        return detection, [{"noise": "symmetric:0.2", "pipeline": p, "test_accuracy": accuracy}
+                           for p in study.PIPELINES]
+
+    text = study.summary_markdown({0: rows(0.8, 0.90), 1: rows(0.9, 0.94), 2: rows(1.0, 0.98)})
+    # F1 0.8, 0.9, 1.0: mean 0.9, sample std 0.1; accuracy 0.90, 0.94, 0.98: mean 0.94, std 0.04.
+    assert "| symmetric:0.2 | cleanlab + CE | 0.900 ± 0.100 | 0.900 ± 0.000 | 0.800 ± 0.000 | 0.700 ± 0.000 |" in text
+    assert "| CE, clean labels | 0.940 ± 0.040 |" in text and "3 seed(s) (0, 1, 2)" in text
+    with pytest.raises(ValueError, match="non-negative integers"):
+        study.run_seeds("unused", [-1])

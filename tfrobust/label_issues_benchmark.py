@@ -60,9 +60,11 @@ def run(output_dir, *, dataset="digits", noises=DEFAULT_NOISES, architecture="ml
 
     Writes to `output_dir` (atomically): `flags.csv` (one row per training
     example and noise: given / true label, both finders' flags and scores),
-    `metrics.md` (the detection and accuracy tables), and
+    `metrics.md` (the detection and accuracy tables),
     `top_flagged_<noise>.png` (the tfrobust finder's most likely mislabelled
-    images, given -> predicted label, green where really mislabelled).
+    images, given -> predicted label, green where really mislabelled), and
+    `probabilities_<noise>.npz` (both out-of-fold probability matrices with the
+    given and true labels: other flagging rules can be scored without training).
 
     Returns:
         `(detection_rows, accuracy_rows)`: lists of dicts, one per noise and
@@ -90,6 +92,10 @@ def run(output_dir, *, dataset="digits", noises=DEFAULT_NOISES, architecture="ml
         cleanlab_flags = np.asarray(cleanlab_find_label_issues(y, ce_probs, filter_by="prune_by_noise_rate"), bool)
         cleanlab_scores = cleanlab_quality(y, ce_probs, method="self_confidence")
         ours_on_ce = label_issues.issues_from_probabilities(y, ce_probs)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, taylor=ours.pred_probs, cross_entropy=ce_probs, given_labels=y,
+                            true_labels=data.y_train_clean)
+        _io.write_bytes(f"{output_dir}/probabilities_{_slug(noise)}.npz", buffer.getvalue())
         for detector, flags, quality in zip(
                 DETECTORS, (ours.is_label_issue, cleanlab_flags, ours_on_ce.is_label_issue),
                 (ours.label_quality, cleanlab_scores, ours_on_ce.label_quality)):
@@ -118,6 +124,46 @@ def run(output_dir, *, dataset="digits", noises=DEFAULT_NOISES, architecture="ml
         printer(f"noise {done + 1}/{len(noises)} ({noise}) done | {elapsed:.0f}s elapsed, ETA {eta:.0f}s")
         _write_outputs(output_dir, detection_rows, accuracy_rows, flag_rows)
     return detection_rows, accuracy_rows
+
+
+def run_seeds(output_dir, seeds, printer=print, **settings):
+    """`run` once per seed (each in `output_dir/seed_<seed>`), then `summary.md` in `output_dir`: every
+    metric as mean ± std over the seeds (`summary_markdown`). Returns `{seed: (detection_rows, accuracy_rows)}`."""
+    seeds = list(dict.fromkeys(seeds))
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of non-negative integers; got {seeds!r}.")
+    results = {}
+    for done, seed in enumerate(seeds):
+        printer(f"seed {seed} ({done + 1}/{len(seeds)})")
+        results[seed] = run(f"{output_dir}/seed_{seed}", seed=seed, printer=printer, **settings)
+        _io.write_text(f"{output_dir}/summary.md", summary_markdown(results))
+    return results
+
+
+def _mean_std(values):
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.3f}" + (f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else "")
+
+
+def summary_markdown(results):
+    """Detection (F1, AUROC, precision, recall) and payoff (clean test accuracy) tables over seeds:
+    `results` is `{seed: (detection_rows, accuracy_rows)}` as `run` returns them."""
+    detection = [row for rows, _ in results.values() for row in rows]
+    accuracy = [row for _, rows in results.values() for row in rows]
+    noises = list(dict.fromkeys(row["noise"] for row in detection))
+    lines = [f"Mean ± std over {len(results)} seed(s) ({', '.join(map(str, results))}).", "",
+             "| noise | detector | F1 | AUROC | precision | recall |", "|---|---|---|---|---|---|"]
+    for noise in noises:
+        for detector in DETECTORS:
+            rows = [row for row in detection if row["noise"] == noise and row["detector"] == detector]
+            lines.append(f"| {noise} | {detector} | " + " | ".join(
+                _mean_std([row[key] for row in rows]) for key in ("f1", "auroc", "precision", "recall")) + " |")
+    lines += ["", "Clean test accuracy:", "", "| pipeline | " + " | ".join(noises) + " |", "|---|" + "---|" * len(noises)]
+    for pipeline in PIPELINES:
+        cells = [_mean_std([row["test_accuracy"] for row in accuracy
+                            if row["noise"] == noise and row["pipeline"] == pipeline]) for noise in noises]
+        lines.append(f"| {pipeline} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _test_accuracy(model_fn, loss, x, y, data, epochs, batch_size, learning_rate, seed):
