@@ -214,3 +214,14 @@ def test_plot_loss_curves(tmp_path):
     # The CE-expansion curve decreases in p (a loss should reward the true class).
     values = plotting.loss_curve_values(TaylorLoss.pretrained(), np.linspace(0.05, 1, 20))
     assert np.all(np.diff(values) < 0)
+
+
+def test_every_shipped_preset_loads_by_name_and_a_model_saved_with_it_reloads_whatever_the_default(tmp_path):
+    # A saved model keeps the coefficients themselves (get_config), not the preset's name, so promoting a
+    # new default (search.make_presets --default) cannot change a model saved with an older preset.
+    for name in ("evolved_bundled", "evolved_bundled_long", *TaylorLoss.presets()):
+        loss = TaylorLoss.pretrained(name)
+        assert loss.get_config()["coefficients"] == TaylorLoss.preset_info(name)["coefficients"]
+        assert loss.name == f"taylor_{name}"
+    loss_helpers.check_save_load(TaylorLoss.pretrained("evolved_bundled"), tmp_path)
+    loss_helpers.check_save_load(TaylorLoss.pretrained("evolved_bundled_long"), tmp_path)
