@@ -1,8 +1,12 @@
 """Should a searched TaylorLoss ship as the default? Issue 10's rule on the held-out benchmark.
 
-    python -m search.benchmark --preset=heldout --methods=taylor:file:runs/evolve_broad/best_coefficients.json,...
+    python -m search.benchmark --preset=heldout          # the peers (and shipped presets) -> runs/benchmark_heldout
+    python -m search.benchmark --preset=heldout --methods=taylor_file:runs/evolve_broad/best_coefficients.json \\
+        --output_dir=runs/candidate                       # a search result on the same grid
     python -m search.heldout_verdict --results=runs/benchmark_heldout/results.csv \\
         --candidate=taylor:evolved_broad
+    python -m search.heldout_verdict --results=runs/benchmark_heldout/results.csv,runs/candidate/results.csv \\
+        --candidate=taylor_file:runs/evolve_broad/best_coefficients.json
 
 Prints the table (methods x held-out columns, mean ± std over seeds, and the mean over columns)
 and the verdict: the candidate passes only if its mean is above every peer's and no column is
@@ -20,7 +24,9 @@ from absl import app, flags  # noqa: E402
 from tfrobust import _io, benchmark  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("results", "runs/benchmark_heldout/results.csv", "The benchmark's results.csv.")
+flags.DEFINE_list("results", ["runs/benchmark_heldout/results.csv"],
+                  "The benchmark's results.csv; several (comma-separated) are read as one, e.g. the peers' grid "
+                  "and a candidate run into another --output_dir.")
 flags.DEFINE_string("candidate", "", "The candidate method, as named in results.csv (e.g. taylor:evolved_broad).")
 flags.DEFINE_list("peers", [m for m in benchmark.HELDOUT_METHODS],
                   "Peer methods (default: the held-out preset's methods; the candidate is left out of them).")
@@ -34,12 +40,15 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.candidate:
         raise app.UsageError("--candidate is required: the method name of the loss to judge, as in results.csv.")
-    if not os.path.isfile(FLAGS.results):
-        raise app.UsageError(f"No results file at {FLAGS.results!r}: run python -m search.benchmark first.")
+    rows = []
+    for path in FLAGS.results:
+        if not os.path.isfile(path):
+            raise app.UsageError(f"No results file at {path!r}: run python -m search.benchmark first.")
+        rows += benchmark.read_results(path)
     peers = [p for p in FLAGS.peers if p != FLAGS.candidate]
     try:
-        verdict = benchmark.verdict_from_csv(FLAGS.results, FLAGS.candidate, peers, FLAGS.metric)
-    except (ValueError, KeyError) as error:
+        verdict = benchmark.shipping_verdict(rows, FLAGS.candidate, peers, FLAGS.metric)
+    except ValueError as error:
         raise app.UsageError(str(error)) from None
     text = verdict.markdown()
     print(text)

@@ -92,6 +92,13 @@ def test_script_reads_a_results_file_and_writes_the_verdict(tmp_path):
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "**Passes**" in result.stdout and out.read_text().strip() == result.stdout.strip()
+    # The candidate's runs in a second file, read with the peers' as one grid.
+    all_rows = benchmark.read_results(str(csv_path))
+    benchmark.write_results(str(csv_path), [r for r in all_rows if r["method"] != "cand"])
+    benchmark.write_results(str(tmp_path / "cand.csv"), [r for r in all_rows if r["method"] == "cand"])
+    split = subprocess.run(command[:3] + [f"--results={csv_path},{tmp_path / 'cand.csv'}"] + command[4:-1],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert split.returncode == 0 and split.stdout.strip() == result.stdout.strip(), split.stderr
     result = subprocess.run(command[:4] + ["--candidate=nobody", "--peers=ce,gce"], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 1 and "No runs of ['nobody']" in result.stderr
