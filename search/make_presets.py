@@ -18,20 +18,21 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("promote", "", "A search run's best_coefficients.json to ship as a preset.")
 flags.DEFINE_string("name", "", "Preset name for --promote.")
 flags.DEFINE_bool("default", False, "Make the promoted preset the default.")
+flags.DEFINE_string("description", "", "One line for the promoted preset (default: the search's own description).")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.promote:
-        if FLAGS.name or FLAGS.default:
-            raise app.UsageError("--name and --default go with --promote.")
+        if FLAGS.name or FLAGS.default or FLAGS.description:
+            raise app.UsageError("--name, --default and --description go with --promote.")
         presets.rewrite_derived()
         return
     if not FLAGS.name:
         raise app.UsageError("--promote needs --name, the name of the new preset.")
     try:
-        presets.promote(FLAGS.promote, FLAGS.name, FLAGS.default)
+        presets.promote(FLAGS.promote, FLAGS.name, FLAGS.default, description=FLAGS.description or None)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
 

@@ -48,6 +48,11 @@ def test_promote_ships_a_search_result_with_its_provenance(folder, tmp_path):
     assert provenance["seed"] == 4 and provenance["search_revision"] == "abc"
     assert provenance["revision"] != "abc" and "dirty" in provenance
     assert [r["name"] for r in presets.read_presets(str(folder)).values() if r["default"]] == ["mine"]
+    assert promoted["description"] == record["description"]  # the search's own, when none is given
+    path = presets.promote(str(result), "named", folder=str(folder), printer=lambda *_: None,
+                           description="fails the held-out rule")
+    named = json.loads(open(path).read())
+    assert named["description"] == "fails the held-out rule" and not named["default"]
 
 
 def test_promote_refuses_what_is_not_a_search_result_or_a_derived_name(folder, tmp_path):

@@ -63,8 +63,11 @@ def rewrite_derived(folder=FOLDER, printer=print):
     return [_write(folder, record, printer) for record in derived_records(read_presets(folder))]
 
 
-def promote(path, name, make_default=False, folder=FOLDER, printer=print):
+def promote(path, name, make_default=False, folder=FOLDER, printer=print, description=None):
     """Ships the search result at `path` as preset `name`; with `make_default` it becomes the default.
+
+    `description` (one line, shown by `TaylorLoss.presets()`) replaces the search's own, e.g. to say
+    how the preset did on the held-out protocol.
 
     Raises:
         ValueError: `path` is not a search result, or `name` is that of a derived preset.
@@ -82,7 +85,7 @@ def promote(path, name, make_default=False, folder=FOLDER, printer=print):
         ) from None
     record = taylor.preset_record(
         name,
-        result.get("description", "TaylorLoss evolved by search.evolve"),
+        description or result.get("description", "TaylorLoss evolved by search.evolve"),
         coefficients,
         order,
         # The search's own revision stays under "search_revision"; "revision" says what wrote the preset.
