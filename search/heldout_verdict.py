@@ -30,6 +30,8 @@ flags.DEFINE_list("results", ["runs/benchmark_heldout/results.csv"],
 flags.DEFINE_string("candidate", "", "The candidate method, as named in results.csv (e.g. taylor:evolved_broad).")
 flags.DEFINE_list("peers", [m for m in benchmark.HELDOUT_METHODS],
                   "Peer methods (default: the held-out preset's methods; the candidate is left out of them).")
+flags.DEFINE_string("preset", "heldout", "Count only the rows of this benchmark preset's grid (any method); empty: "
+                    "every row of the files.")
 flags.DEFINE_string("metric", "final_test_accuracy", "The results.csv column compared (higher is better).")
 flags.DEFINE_string("output", "", "Also write the table and verdict to this Markdown file.")
 flags.DEFINE_string("plot", "", "Also draw the columns' accuracies and the losses' shapes in this PNG.")
@@ -47,6 +49,9 @@ def main(argv):
         rows += benchmark.read_results(path)
     peers = [p for p in FLAGS.peers if p != FLAGS.candidate]
     try:
+        if FLAGS.preset:
+            grid = benchmark.BenchmarkConfig.from_preset(FLAGS.preset)
+            rows = [row for row in rows if grid.contains(row)]
         verdict = benchmark.shipping_verdict(rows, FLAGS.candidate, peers, FLAGS.metric)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
