@@ -9,6 +9,7 @@ column by more than that peer's seed spread (the standard deviation over seeds).
 import collections
 import dataclasses
 import math
+import os
 
 import numpy as np
 
@@ -142,6 +143,16 @@ def verdict_from_csv(csv_path, candidate, peers, metric="final_test_accuracy"):
     return shipping_verdict(_results.read_results(csv_path), candidate, peers, metric)
 
 
+def _short(method):
+    """A legend label: a search result's file is named by its run folder."""
+    from tfrobust.benchmark import _methods
+
+    if method.startswith(_methods.TAYLOR_FILE_PREFIX):
+        path = method[len(_methods.TAYLOR_FILE_PREFIX):]
+        return _methods.TAYLOR_FILE_PREFIX + (os.path.basename(os.path.dirname(path)) or os.path.basename(path))
+    return method
+
+
 def plot_verdict(verdict, path):
     """A PNG with the verdict's accuracies (left: each column, the candidate against every peer) and, when
     the candidate and some peers are losses, their shapes (right: `tfrobust.plotting.plot_loss_curves`'s
@@ -157,33 +168,35 @@ def plot_verdict(verdict, path):
     for method in (verdict.candidate,) + verdict.peers:
         try:
             found = _methods.get_method(method)
-        except ValueError:  # a method of another registry (a notebook's own): no shape to draw
+        except (ValueError, FileNotFoundError):  # another registry's method, or a moved file: no shape to draw
             continue
         if isinstance(found, _methods.LossMethod) and (method == verdict.candidate or method.startswith(
                 (_methods.TAYLOR_PRESET_PREFIX, _methods.TAYLOR_FILE_PREFIX)) or method in ("ce", "mae")):
             # The benchmark's ce is Keras's sparse loss; plotting feeds one-hot labels, as its dense twin takes.
             shapes[method] = keras.losses.CategoricalCrossentropy() if method == "ce" else found.loss_factory(10, None)
-    figure = Figure(figsize=(12 if len(shapes) > 1 else 7, 4.5))
+    figure = Figure(figsize=(12 if len(shapes) > 1 else 7, 6))
     axes = figure.subplots(1, 2 if len(shapes) > 1 else 1, squeeze=False)[0]
     positions = np.arange(len(verdict.columns))
     for index, method in enumerate((verdict.candidate,) + verdict.peers):
         means = np.array([100 * verdict.cells[(method, c)].mean for c in verdict.columns])
         if method == verdict.candidate:
-            axes[0].plot(positions, means, "k*", markersize=14, label=f"{method} (candidate)", zorder=3)
+            axes[0].plot(positions, means, "k*", markersize=14, label=f"{_short(method)} (candidate)", zorder=3)
         else:
-            axes[0].plot(positions + 0.04 * (index - len(verdict.peers) / 2), means, "o", alpha=0.75, label=method)
-    axes[0].set_xticks(positions, [c.replace(" ", "\n") for c in verdict.columns], fontsize=7)
+            axes[0].plot(positions + 0.04 * (index - len(verdict.peers) / 2), means, "o", alpha=0.75,
+                         label=_short(method))
+    labels = [c.replace("procedural:", "").replace("/", "\n").replace(" ", "\n") for c in verdict.columns]
+    axes[0].set_xticks(positions, labels, fontsize=7)
     axes[0].set_ylabel(f"{verdict.metric} (%), mean over seeds")
     axes[0].set_title("Held-out columns: " + ("passes" if verdict.passed else "fails") + " the shipping rule")
     axes[0].grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     if len(shapes) > 1:
         p = np.linspace(0.01, 1.0, 200)
         for method, loss in shapes.items():
             values = plotting.loss_curve_values(loss, p)
             values = (values - values.min()) / max(values.max() - values.min(), 1e-12)
             style = dict(color="k", linewidth=2.5) if method == verdict.candidate else dict(alpha=0.8)
-            axes[1].plot(p, values, label=method, **style)
+            axes[1].plot(p, values, label=_short(method), **style)
         axes[1].set_xlabel("probability of the true class (10 classes)")
         axes[1].set_ylabel("loss (normalised to [0, 1])")
         axes[1].set_title("The losses' shapes")
