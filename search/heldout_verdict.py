@@ -50,8 +50,7 @@ def main(argv):
     peers = [p for p in FLAGS.peers if p != FLAGS.candidate]
     try:
         if FLAGS.preset:
-            grid = benchmark.BenchmarkConfig.from_preset(FLAGS.preset)
-            rows = [row for row in rows if grid.contains(row)]
+            rows = benchmark.BenchmarkConfig.from_preset(FLAGS.preset).select(rows)
         verdict = benchmark.shipping_verdict(rows, FLAGS.candidate, peers, FLAGS.metric)
     except ValueError as error:
         raise app.UsageError(str(error)) from None

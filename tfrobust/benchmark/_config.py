@@ -239,13 +239,14 @@ class BenchmarkConfig:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}.")
         make_optimizer(self.optimizer, self.learning_rate)  # raises on a bad name or learning rate
 
-    def contains(self, row):
-        """Whether a results row (a dict of strings) is a run of this grid, whatever its method."""
-        key = (row["dataset"], row["architecture"], row["noise"], row.get("imbalance") or "none", row["seed"],
-               row["epochs"], row["batch_size"], row["optimizer"], row["learning_rate"], row["max_examples"])
-        return key in {(r.dataset, r.architecture, r.noise, r.imbalance, str(r.seed), str(r.epochs),
-                        str(r.batch_size), r.optimizer, repr(float(r.learning_rate)),
-                        "" if r.max_examples is None else str(r.max_examples)) for r in self.runs()}
+    def select(self, rows):
+        """The results rows (dicts of strings) that are runs of this grid, whatever their method."""
+        def key(row):
+            return (row["dataset"], row["architecture"], row["noise"], row.get("imbalance") or "none", row["seed"],
+                    row["epochs"], row["batch_size"], row["optimizer"], row["learning_rate"], row["max_examples"])
+
+        grid = {key(run.fields()) for run in self.runs()}
+        return [row for row in rows if key(row) in grid]
 
     def skipped_cells(self):
         """The (dataset, architecture) pairs of `skip`; raises ValueError for an entry that names no cell of the grid."""
