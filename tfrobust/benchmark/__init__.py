@@ -104,4 +104,3 @@ from tfrobust.benchmark._config import HELDOUT_METHODS
 from tfrobust.benchmark._verdict import Verdict
 from tfrobust.benchmark._verdict import plot_verdict
 from tfrobust.benchmark._verdict import shipping_verdict
-from tfrobust.benchmark._verdict import verdict_from_csv

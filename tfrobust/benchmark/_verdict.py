@@ -13,7 +13,6 @@ import os
 
 import numpy as np
 
-from tfrobust.benchmark import _results
 from tfrobust.benchmark import _tables
 
 
@@ -103,7 +102,7 @@ def shipping_verdict(rows, candidate, peers, metric="final_test_accuracy"):
         ValueError: the candidate is also a peer, a method has no runs, a method lacks a column
             another has, a cell lacks values, or a peer's spread is undefined (a single seed).
     """
-    peers = tuple(p for p in dict.fromkeys(peers))
+    peers = tuple(dict.fromkeys(peers))
     if not peers:
         raise ValueError("Give at least one peer method to compare the candidate with.")
     if candidate in peers:
@@ -136,11 +135,6 @@ def shipping_verdict(rows, candidate, peers, metric="final_test_accuracy"):
             reasons.append(f"{column}: {100 * shortfall:.1f} points below {best_peer} (its spread "
                            f"{100 * best.std:.1f})")
     return Verdict(candidate, peers, metric, columns, cells, means, not reasons, tuple(reasons))
-
-
-def verdict_from_csv(csv_path, candidate, peers, metric="final_test_accuracy"):
-    """`shipping_verdict` on the whole rows of a results.csv."""
-    return shipping_verdict(_results.read_results(csv_path), candidate, peers, metric)
 
 
 def _short(method):
