@@ -2,6 +2,7 @@
 
     python -m search.throughput [--output_dir=runs/throughput]
     python -m search.throughput --architectures=cnn --conv_implementations=patch_einsum,auto --conv_variants
+    python -m search.throughput --architectures=cnn --populations=1,16,64 --pool_variants
 
 Prints candidate evaluations per second for both paths at population 1, 4,
 16 and 64, their ratio, achieved GFLOP/s against this machine's matmul peak,
@@ -31,6 +32,9 @@ flags.DEFINE_list("conv_implementations", list(_DEFAULTS.conv_implementations),
 flags.DEFINE_bool("conv_variants", _DEFAULTS.conv_variants,
                   "Also time every convolution implementation on each conv layer shape (the micro-benchmark "
                   "behind the 'auto' choice).")
+flags.DEFINE_bool("pool_variants", _DEFAULTS.pool_variants,
+                  "Also time both population max-pooling implementations on whole training steps of the "
+                  "architectures that pool.")
 flags.DEFINE_bool("diagnostics", _DEFAULTS.diagnostics,
                   "Also time TaylorLoss against cross-entropy, split the largest population's step and profile.")
 flags.DEFINE_string("output_dir", "", "Where to write throughput.{json,md,png} (optional).")
@@ -44,7 +48,7 @@ def main(argv):
         populations=tuple(int(p) for p in FLAGS.populations), steps=FLAGS.steps, batch_size=FLAGS.batch_size,
         repeats=FLAGS.repeats, per_candidate_fits=FLAGS.per_candidate_fits,
         conv_implementations=tuple(FLAGS.conv_implementations), conv_variants=FLAGS.conv_variants,
-        diagnostics=FLAGS.diagnostics, output_dir=FLAGS.output_dir,
+        pool_variants=FLAGS.pool_variants, diagnostics=FLAGS.diagnostics, output_dir=FLAGS.output_dir,
     ))
 
 

@@ -1,4 +1,4 @@
-"""Population batch normalisation, global average pooling and residual addition equal their Keras layers per member."""
+"""Population batch normalisation, pooling and residual addition equal their Keras layers per member."""
 
 import keras
 import numpy as np
@@ -83,3 +83,41 @@ def test_global_average_pooling_and_residual_addition_match_keras_per_member():
         np.testing.assert_allclose(pooled[:, member], inputs[..., member, :].mean(axis=(1, 2)), rtol=1e-5)
         expected = np.asarray(keras.layers.Add()([inputs[..., member, :], residual[..., member, :]]))
         np.testing.assert_array_equal(added[..., member, :], expected)
+
+
+@pytest.mark.parametrize("implementation", population.PopulationMaxPool2D.IMPLEMENTATIONS)
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("spatial, pool_size", [((8, 8), 2), ((7, 5), 2), ((6, 9), 3)])
+def test_max_pooling_matches_keras_per_member_with_gradients(spatial, pool_size, jit_compile, implementation):
+    """Forward and input gradient equal `MaxPooling2D`'s, including sizes the pool does not divide
+    (the ragged edge is dropped, as 'valid' padding does) and ReLU inputs whose windows tie at zero."""
+    import tensorflow as tf
+
+    raw = _member_inputs((4,) + spatial + (POPULATION, 3), 5)
+    layer = population.PopulationMaxPool2D(pool_size, implementation=implementation)
+
+    def pooled_loss(inputs, pool):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = pool(tf.nn.relu(inputs))
+            loss = tf.reduce_sum(tf.sin(outputs) * tf.range(1.0, 1.0 + outputs.shape[-1]))
+        return outputs, tape.gradient(loss, inputs)
+
+    got_outputs, got_gradient = tf.function(lambda x: pooled_loss(x, layer), jit_compile=jit_compile)(
+        tf.constant(raw))
+    rows, columns = spatial[0] // pool_size, spatial[1] // pool_size
+    assert got_outputs.shape == (4, rows, columns, POPULATION, 3)
+    for member in range(POPULATION):
+        member_input = tf.constant(raw[..., member, :])
+        # Some windows are all zeros after the ReLU (tied maxima) and some are not.
+        relu_windows = np.maximum(raw[:, : rows * pool_size, : columns * pool_size, member], 0)
+        assert (relu_windows == 0).any() and (relu_windows > 0).any()
+        outputs, gradient = pooled_loss(member_input, keras.layers.MaxPooling2D(pool_size))
+        assert np.abs(gradient.numpy()).max() > 1e-2
+        np.testing.assert_array_equal(got_outputs.numpy()[..., member, :], outputs.numpy())
+        np.testing.assert_allclose(got_gradient.numpy()[..., member, :], gradient.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_max_pooling_rejects_an_unknown_implementation_naming_the_choices():
+    with pytest.raises(ValueError, match="reshape_max"):
+        population.PopulationMaxPool2D(2, implementation="avg")

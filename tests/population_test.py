@@ -23,7 +23,7 @@ def test_forward_pass_matches_single_models(architecture):
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("architecture", ["cnn_bn", "resnet_tiny"])
+@pytest.mark.parametrize("architecture", ["cnn", "cnn_bn", "resnet_tiny"])
 def test_training_mode_outputs_gradients_and_statistics_match_single_models(architecture):
     import tensorflow as tf
 

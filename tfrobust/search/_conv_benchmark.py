@@ -7,6 +7,8 @@ population trainer compiles it. Variants run round-robin and the median is
 kept, so load on a shared machine hits all of them alike. `search.throughput
 --conv_variants` prints the table; `_population_conv.FASTEST` records which
 won (figures in the README section of issue 10's population work).
+`time_pool_variants` does the same for `PopulationMaxPool2D`'s two
+implementations, on whole training steps (`search.throughput --pool_variants`).
 """
 
 import statistics
@@ -131,4 +133,92 @@ def format_conv_table(rows, peak_gflops):
             f"{'shared' if shared else 'per member'} | {row['population']} | {name} | {row['ms']:.1f} | "
             f"{row['gflops']:.1f} | {row['gflops'] / peak_gflops:.0%} | {row['compile_s']:.1f} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def time_pool_variants(architecture, input_shape, population_size, num_classes=10, batch_size=64, repeats=7,
+                       printer=print):
+    """Milliseconds per whole population training step (forward, gradients, SGD update under XLA) with each
+    `PopulationMaxPool2D` implementation, round-robin, medians of `repeats`.
+
+    Returns `{implementation: ms}`. Whole steps rather than the layer alone:
+    how XLA fuses the pooling's gradient with its neighbours is the point.
+    """
+    import keras
+    import tensorflow as tf
+
+    from tfrobust.losses import taylor
+    from tfrobust.search import population, population_loss
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(batch_size,) + tuple(input_shape)).astype("float32"))
+    y = tf.constant(rng.integers(0, num_classes, size=batch_size))
+    steps = {}
+    for implementation in population.PopulationMaxPool2D.IMPLEMENTATIONS:
+        model = population.build_population_model(architecture, input_shape, num_classes, population_size, seed=0,
+                                                  pool_implementation=implementation)
+        coefficients = np.full((population_size, taylor.num_coefficients(3)), 0.1, "float32")
+        loss = population_loss.PopulationTaylorLoss(coefficients, order=3)
+        optimizer = keras.optimizers.SGD(0.01)
+        optimizer.build(model.trainable_variables)
+        steps[implementation] = _train_step(model, loss, optimizer)
+        steps[implementation](x, y).numpy()  # compile
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(10):
+                value = step(x, y)
+            value.numpy()
+            times[name].append((time.perf_counter() - start) / 10)
+    result = {name: statistics.median(values) * 1e3 for name, values in times.items()}
+    printer(f"  {architecture} population {population_size}: "
+            + ", ".join(f"{name} {ms:.1f} ms" for name, ms in result.items()))
+    return result
+
+
+def _train_step(model, loss, optimizer):
+    import tensorflow as tf
+
+    variables = model.trainable_variables
+
+    @tf.function(jit_compile=True)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            value = tf.reduce_mean(loss(y, model(x, training=True)))
+        optimizer.apply(tape.gradient(value, variables), variables)
+        return value
+
+    return step
+
+
+def benchmark_pooling(architectures, input_shape, populations, batch_size=64, repeats=7, printer=print):
+    """Rows `{architecture, population, implementation, ms}` of `time_pool_variants` for every architecture
+    that max-pools after its first layer with weights."""
+    rows = []
+    for architecture in architectures:
+        specs = models.architecture(architecture)
+        first_weights = next(i for i, spec in enumerate(specs) if spec[0] in ("conv", "dense"))
+        if not any(spec[0] == "maxpool" for spec in specs[first_weights:]):
+            continue
+        for population_size in populations:
+            timed = time_pool_variants(architecture, input_shape, population_size, batch_size=batch_size,
+                                       repeats=repeats, printer=printer)
+            rows += [{"architecture": architecture, "population": population_size, "implementation": name,
+                      "ms": ms} for name, ms in timed.items()]
+    return rows
+
+
+def format_pool_table(rows):
+    """A Markdown table of `benchmark_pooling` rows: one line per architecture and population."""
+    names = list(dict.fromkeys(row["implementation"] for row in rows))
+    lines = ["| architecture | population | " + " | ".join(f"{name} ms" for name in names) + " | ratio |",
+             "|---|---:|" + "---:|" * (len(names) + 1)]
+    grouped = {}
+    for row in rows:
+        grouped.setdefault((row["architecture"], row["population"]), {})[row["implementation"]] = row["ms"]
+    for (architecture, population_size), times in grouped.items():
+        ratio = times[names[-1]] / times[names[0]]
+        lines.append(f"| {architecture} | {population_size} | " + " | ".join(f"{times[n]:.1f}" for n in names)
+                     + f" | {ratio:.2f}x |")
     return "\n".join(lines) + "\n"

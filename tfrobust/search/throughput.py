@@ -34,6 +34,7 @@ class ThroughputConfig:
     # the conv architectures with, side by side; "auto" is the library's choice.
     conv_implementations: tuple = ("auto",)
     conv_variants: bool = False  # also time each implementation per conv layer shape
+    pool_variants: bool = False  # also time each max-pooling implementation on whole training steps
     diagnostics: bool = True  # the loss-step timing, the step split and the profile
     output_dir: str = ""
 
@@ -307,6 +308,11 @@ def run_throughput(config, printer=print):
                               if any(spec[0] == "conv" for spec in models.architecture(a))]
         conv_rows = _conv_benchmark.benchmark_architectures(
             conv_architectures, input_shape, config.populations, config.batch_size, config.repeats, printer=printer)
+    pool_rows = []
+    if config.pool_variants:
+        printer("Timing each population max-pooling implementation (whole XLA training steps, SGD) ...")
+        pool_rows = _conv_benchmark.benchmark_pooling(config.architectures, input_shape, config.populations,
+                                                      config.batch_size, printer=printer)
     diagnostics = {}
     if config.diagnostics:
         diagnostics = _diagnostics(config, printer)
@@ -316,6 +322,7 @@ def run_throughput(config, printer=print):
         "training_flops_per_example": flops,
         "rows": rows,
         "conv_variants": conv_rows,
+        "pool_variants": pool_rows,
         **diagnostics,
         "wall_time_s": time.perf_counter() - started,
     }
@@ -354,6 +361,11 @@ def format_table(result):
                   "gradient, and input gradient past the first layer) under XLA, batch "
                   f"{config['batch_size']}, medians of {config['repeats']} round-robin runs; fastest in bold.", "",
                   _conv_benchmark.format_conv_table(result["conv_variants"], peak)]
+    if result.get("pool_variants"):
+        lines += ["", "Population max pooling: milliseconds per whole training step (forward, gradients, SGD "
+                  f"update) under XLA, batch {config['batch_size']}, medians of 7 round-robin runs; ratio = last "
+                  "implementation's time over the first's.", "",
+                  _conv_benchmark.format_pool_table(result["pool_variants"])]
     if "loss_step_ms" in result:
         lines += _diagnostic_lines(result)
     lines += [
