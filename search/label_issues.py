@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from tfrobust import label_issues_benchmark  # noqa: E402
+from tfrobust import label_issues, label_issues_benchmark  # noqa: E402
 
 _DEFAULTS = {name: parameter.default
              for name, parameter in inspect.signature(label_issues_benchmark.run).parameters.items()}
@@ -36,6 +36,9 @@ flags.DEFINE_float("learning_rate", _DEFAULTS["learning_rate"], "Adam learning r
 flags.DEFINE_integer("seed", _DEFAULTS["seed"], "Seeds the splits, the noise, the folds and the models.")
 flags.DEFINE_list("seeds", [], "Several seeds instead of --seed: one run each in OUTPUT_DIR/seed_<seed>, then "
                   "OUTPUT_DIR/summary.md with every metric as mean ± std over them.")
+flags.DEFINE_enum("filter_by", _DEFAULTS["filter_by"], list(label_issues.FILTERS),
+                  "The tfrobust finder's flagging rule (tfrobust.label_issues.FILTERS), also applied to the CE "
+                  "probabilities in the 'tfrobust CL + CE' row; cleanlab's row keeps its default.")
 flags.DEFINE_integer("max_examples", 0, "Read at most this many examples of the data set (0: all).")
 flags.DEFINE_string("output_dir", "runs/label_issues", "Folder for flags.csv, metrics.md and the PNG grids.")
 
@@ -46,7 +49,8 @@ def main(argv):
     settings = dict(
         dataset=FLAGS.dataset, noises=[noise.strip() for noise in FLAGS.noises if noise.strip()],
         architecture=FLAGS.architecture, num_folds=FLAGS.num_folds, epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate, max_examples=FLAGS.max_examples or None)
+        batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate, max_examples=FLAGS.max_examples or None,
+        filter_by=FLAGS.filter_by)
     if FLAGS.seeds:
         try:
             seeds = [int(seed) for seed in FLAGS.seeds]

@@ -63,6 +63,22 @@ def test_calibration_with_unequal_rows_by_hand():
     for filter_by in ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning"):
         np.testing.assert_array_equal(cl.flag_label_issues(labels, probs, filter_by), expected, err_msg=filter_by)
     assert label_issues.issues_from_probabilities(labels, probs).estimated_noise_rate == pytest.approx(2 / 9)
+    # One issue counted, and the lowest score of either kind is example 2's.
+    for filter_by in ("low_self_confidence", "low_normalized_margin"):
+        np.testing.assert_array_equal(cl.flag_label_issues(labels, probs, filter_by), expected, err_msg=filter_by)
+
+
+def test_low_score_filters_take_confident_learnings_count_and_the_lowest_scores_by_hand():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2])
+    probs = np.array([[0.9, 0.05, 0.05], [0.4, 0.3, 0.3], [0.42, 0.58, 0.0], [0.3, 0.6, 0.1],
+                      [0.1, 0.5, 0.4], [0.1, 0.1, 0.8], [0.0, 0.1, 0.9]])
+    # t = (0.5733, 0.55, 0.85): only example 2 is confidently in a class other than its label (p_1 = 0.58),
+    # so one issue is counted.
+    np.testing.assert_array_equal(np.flatnonzero(cl.flag_label_issues(labels, probs, "confident_learning")), [2])
+    # Self-confidences 0.9, 0.4, 0.42, 0.6, 0.5, 0.8, 0.9: the lowest is example 1, whose given label is its
+    # argmax. Normalized margins (p_y - max_other + 1) / 2: 0.925, 0.55, 0.42, 0.65, 0.55, 0.85, 0.9.
+    np.testing.assert_array_equal(np.flatnonzero(cl.flag_label_issues(labels, probs, "low_self_confidence")), [1])
+    np.testing.assert_array_equal(np.flatnonzero(cl.flag_label_issues(labels, probs, "low_normalized_margin")), [2])
 
 
 def test_confident_class_is_the_argmax_among_classes_over_their_threshold():
@@ -105,7 +121,7 @@ def test_agrees_with_cleanlab_on_the_same_probabilities():
     assert 0 < ours.is_label_issue.sum() < len(labels)
     np.testing.assert_array_equal(cl.prune_counts(ours.joint), compute_confident_joint(labels, probs))
     for filter_by in ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
-                      "predicted_neq_given"):
+                      "predicted_neq_given", "low_self_confidence", "low_normalized_margin"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             theirs = find_label_issues(labels, probs, filter_by=filter_by, n_jobs=1)

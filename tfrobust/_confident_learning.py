@@ -35,7 +35,8 @@ import numpy as np
 
 from tfrobust import _noise_checks
 
-FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
+FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
+           "low_self_confidence", "low_normalized_margin")
 RANKINGS = ("self_confidence", "normalized_margin")
 
 # Slack when comparing a probability with a threshold: a class with one example
@@ -211,11 +212,25 @@ def flag_label_issues(labels, pred_probs, filter_by="prune_by_noise_rate", joint
         "confident_learning": the off-diagonal examples of the uncalibrated
             confident joint (confidently in a class other than their label).
         "predicted_neq_given": the argmax is not the given label.
+        "low_self_confidence", "low_normalized_margin": the n examples with
+            the lowest score of that name, n being how many examples
+            "confident_learning" flags (cleanlab's `num_label_issues`, whose
+            count these two filters of cleanlab's `find_label_issues` use).
+            The count comes from confident learning, the choice of examples
+            from the ranking alone; unlike the other filters, an example
+            may be flagged though its given label is the model's argmax (as
+            in cleanlab). Equal scores keep their index order.
     """
     if filter_by not in FILTERS:
         raise ValueError(f"Unknown filter_by {filter_by!r}; choose one of {FILTERS}.")
     if filter_by == "predicted_neq_given":
         return pred_probs.argmax(axis=1) != labels
+    if filter_by.startswith("low_"):
+        count = int(flag_label_issues(labels, pred_probs, "confident_learning").sum())
+        scores = label_quality(labels, pred_probs, filter_by[len("low_"):])
+        flagged = np.zeros(len(labels), dtype=bool)
+        flagged[np.argsort(scores, kind="stable")[:count]] = True
+        return flagged
     if filter_by == "confident_learning":
         confident = confident_classes(pred_probs, confident_thresholds(labels, pred_probs))
         flagged = (confident >= 0) & (confident != labels)

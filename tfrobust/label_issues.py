@@ -19,11 +19,17 @@ How it works
    A robust loss memorises fewer wrong labels than cross-entropy, so the
    held-out probabilities of mislabelled examples point more often to their
    true class.
-2. Confident learning (Northcutt, Jiang & Chuang, JAIR 2021) turns the
-   probabilities into a set of flagged examples: per-class thresholds, the
-   confident joint, its calibration to the label counts, and pruning by
-   noise rate (see `tfrobust._confident_learning` for each step and for how
-   it compares with cleanlab).
+2. Confident learning (Northcutt, Jiang & Chuang, JAIR 2021) estimates how
+   many labels are wrong: per-class thresholds, then the examples
+   confidently in a class other than their label. The default rule,
+   `filter_by="low_self_confidence"` (cleanlab has it under that name), flags
+   that many examples with the lowest self-confidence p(given label).
+   The robust loss's probabilities rank the wrong labels first; pruning by
+   noise rate (`filter_by="prune_by_noise_rate"`, cleanlab's default) picks
+   per class pair instead, and on the bundled data it flagged more clean
+   examples with these probabilities (README, "Finding the wrong labels").
+   See `tfrobust._confident_learning` for every rule and how each compares
+   with cleanlab.
 3. The flagged examples are ranked by a label-quality score,
    self-confidence p(given label) or the normalised margin.
 
@@ -121,7 +127,7 @@ class LabelIssues:
         return np.argsort(self.label_quality, kind="stable")
 
 
-def issues_from_probabilities(labels, pred_probs, *, filter_by="prune_by_noise_rate",
+def issues_from_probabilities(labels, pred_probs, *, filter_by="low_self_confidence",
                               rank_by="self_confidence", folds=None):
     """Confident learning on given out-of-sample probabilities (steps 2 and 3 of the module doc).
 
@@ -165,7 +171,7 @@ def issues_from_probabilities(labels, pred_probs, *, filter_by="prune_by_noise_r
 
 def find_label_issues(model_fn, x, y=None, *, num_folds=5, loss=DEFAULT_LOSS, epochs=20, batch_size=64,
                       optimizer="adam", learning_rate=1e-3, num_classes=None, from_logits=False, seed=0,
-                      filter_by="prune_by_noise_rate", rank_by="self_confidence", feature_key="image",
+                      filter_by="low_self_confidence", rank_by="self_confidence", feature_key="image",
                       label_key="label", fit_kwargs=None, verbose=True, printer=print):
     """Ranks the examples of `(x, y)` by how likely their label is wrong.
 

@@ -4,13 +4,13 @@ For each noise setting on a bundled data set (`tfrobust.datasets.load`, the
 clean labels kept), `run` compares
 
 * tfrobust: `tfrobust.label_issues.find_label_issues` with its default loss,
-  `TaylorLoss.pretrained()` (out-of-fold probabilities, then confident
-  learning pruned by noise rate);
+  `TaylorLoss.pretrained()` (out-of-fold probabilities), and the flagging
+  rule `filter_by` (default: its own default, "low_self_confidence");
 * cleanlab + CE: cleanlab's `find_label_issues(filter_by="prune_by_noise_rate")`
   fed out-of-fold probabilities of the same model, folds and training trained
   with cross-entropy, what a cleanlab user would do;
-* tfrobust CL + CE: our confident learning on those CE probabilities (separates
-  the loss's contribution from the implementation's);
+* tfrobust CL + CE: the same rule `filter_by` on those CE probabilities
+  (separates the loss's contribution from the rule's);
 
 by precision, recall and F1 of the flagged set against the truly corrupted
 examples, and AUROC of the label-quality scores (self-confidence). Then the
@@ -55,7 +55,8 @@ def detection_metrics(is_corrupted, flagged, quality):
 
 
 def run(output_dir, *, dataset="digits", noises=DEFAULT_NOISES, architecture="mlp", num_folds=3, epochs=15,
-        batch_size=64, learning_rate=1e-3, seed=0, max_examples=None, grid_count=24, printer=print):
+        batch_size=64, learning_rate=1e-3, seed=0, max_examples=None, grid_count=24,
+        filter_by="low_self_confidence", printer=print):
     """Runs the comparison for every noise in `noises`; writes and returns the results.
 
     Writes to `output_dir` (atomically): `flags.csv` (one row per training
@@ -85,13 +86,13 @@ def run(output_dir, *, dataset="digits", noises=DEFAULT_NOISES, architecture="ml
         common = dict(num_folds=num_folds, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                       seed=seed, printer=lambda line: printer(f"  [{noise}] {line}"))
         printer(f"{noise}: out-of-fold probabilities with TaylorLoss.pretrained()")
-        ours = label_issues.find_label_issues(model_fn, x, y, **common)
+        ours = label_issues.find_label_issues(model_fn, x, y, filter_by=filter_by, **common)
         printer(f"{noise}: out-of-fold probabilities with cross-entropy")
         ce_probs, _ = label_issues.out_of_fold_probabilities(
             model_fn, x, y, loss=keras.losses.SparseCategoricalCrossentropy(), **common)
         cleanlab_flags = np.asarray(cleanlab_find_label_issues(y, ce_probs, filter_by="prune_by_noise_rate"), bool)
         cleanlab_scores = cleanlab_quality(y, ce_probs, method="self_confidence")
-        ours_on_ce = label_issues.issues_from_probabilities(y, ce_probs)
+        ours_on_ce = label_issues.issues_from_probabilities(y, ce_probs, filter_by=filter_by)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, taylor=ours.pred_probs, cross_entropy=ce_probs, given_labels=y,
                             true_labels=data.y_train_clean)
