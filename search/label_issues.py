@@ -3,6 +3,7 @@
     python -m search.label_issues                                   # digits, six noises -> runs/label_issues
     python -m search.label_issues --dataset=mnist5k --noises=symmetric:0.4 --epochs=20
     python -m search.label_issues --seeds=0,1,2 --output_dir=runs/label_issues_3seeds   # mean ± std
+    python -m search.label_issues --rescore=runs/label_issues_3seeds      # every flagging rule, no training
 
 For each noise the tfrobust finder (TaylorLoss.pretrained() out-of-fold
 probabilities, confident learning) and cleanlab's find_label_issues on
@@ -39,6 +40,9 @@ flags.DEFINE_list("seeds", [], "Several seeds instead of --seed: one run each in
 flags.DEFINE_enum("filter_by", _DEFAULTS["filter_by"], list(label_issues.FILTERS),
                   "The tfrobust finder's flagging rule (tfrobust.label_issues.FILTERS), also applied to the CE "
                   "probabilities in the 'tfrobust CL + CE' row; cleanlab's row keeps its default.")
+flags.DEFINE_string("rescore", "", "Instead of training: a folder written by this script (one run, or seed_<seed>/ "
+                    "folders inside); prints and writes OUTPUT/rescored_filters.md, the F1 of every flagging rule "
+                    "on its saved out-of-fold probabilities.")
 flags.DEFINE_integer("max_examples", 0, "Read at most this many examples of the data set (0: all).")
 flags.DEFINE_string("output_dir", "runs/label_issues", "Folder for flags.csv, metrics.md and the PNG grids.")
 
@@ -46,6 +50,20 @@ flags.DEFINE_string("output_dir", "runs/label_issues", "Folder for flags.csv, me
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.rescore:
+        import glob
+
+        folders = sorted(glob.glob(os.path.join(FLAGS.rescore, "seed_*"))) or [FLAGS.rescore]
+        try:
+            _, table = label_issues_benchmark.rescore_filters(folders)
+        except (FileNotFoundError, ValueError) as error:
+            raise app.UsageError(str(error)) from None
+        from tfrobust import _io
+
+        _io.write_text(os.path.join(FLAGS.rescore, "rescored_filters.md"), table)
+        print(table)
+        print(f"Wrote {FLAGS.rescore}/rescored_filters.md")
+        return
     settings = dict(
         dataset=FLAGS.dataset, noises=[noise.strip() for noise in FLAGS.noises if noise.strip()],
         architecture=FLAGS.architecture, num_folds=FLAGS.num_folds, epochs=FLAGS.epochs,

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tfrobust import _confident_learning as cl
+from tfrobust import label_issues_benchmark
 from tfrobust import label_issues, models, noise
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -266,3 +267,29 @@ def test_summary_over_seeds_is_the_mean_and_std_of_the_runs():
     assert "| CE, clean labels | 0.940 ± 0.040 |" in text and "3 seed(s) (0, 1, 2)" in text
     with pytest.raises(ValueError, match="non-negative integers"):
         study.run_seeds("unused", [-1])
+
+
+def test_rescore_filters_scores_every_rule_on_saved_probabilities(tmp_path):
+    # Six examples, example 1 really mislabelled (true 1, given 0): on these probabilities every rule
+    # flags exactly example 1 for "taylor", and predicted_neq_given flags examples 1 and 4 for "ce".
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    true = np.array([0, 1, 1, 1, 2, 2])
+    taylor = np.array([[0.9, 0.05, 0.05], [0.1, 0.85, 0.05], [0.05, 0.9, 0.05], [0.1, 0.8, 0.1],
+                       [0.05, 0.05, 0.9], [0.1, 0.1, 0.8]])
+    ce = taylor.copy()
+    ce[4] = [0.05, 0.6, 0.35]
+    for seed in (0, 1):
+        folder = tmp_path / f"seed_{seed}"
+        folder.mkdir()
+        np.savez(folder / "probabilities_symmetric_02.npz", taylor=taylor, cross_entropy=ce,
+                 given_labels=labels, true_labels=true)
+    folders = [str(tmp_path / "seed_0"), str(tmp_path / "seed_1")]
+    rows, table = label_issues_benchmark.rescore_filters(
+        folders, filters=("prune_by_noise_rate", "predicted_neq_given"), printer=lambda line: None)
+    f1 = {(row["probabilities"], row["filter_by"]): row["f1"] for row in rows}
+    assert f1[("taylor", "prune_by_noise_rate")] == [1.0, 1.0]
+    # Two flagged, one right: precision 1/2, recall 1, F1 2/3.
+    assert f1[("cross_entropy", "predicted_neq_given")] == pytest.approx([2 / 3, 2 / 3])
+    assert "| cross_entropy / predicted_neq_given | 0.667 ± 0.000 |" in table
+    with pytest.raises(FileNotFoundError, match="probabilities"):
+        label_issues_benchmark.rescore_filters([str(tmp_path)], printer=lambda line: None)

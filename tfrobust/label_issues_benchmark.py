@@ -141,6 +141,55 @@ def run_seeds(output_dir, seeds, printer=print, **settings):
     return results
 
 
+def rescore_filters(folders, filters=None, printer=print):
+    """F1 of every flagging rule on the out-of-fold probabilities saved by earlier runs, without training.
+
+    `folders`: run folders (each with `probabilities_<noise>.npz`, as `run`
+    writes them), typically one per seed. Each rule in `filters` (default:
+    all of `label_issues.FILTERS`) flags both the TaylorLoss and the CE
+    probabilities; cleanlab's default on the CE probabilities is the
+    reference row. Returns `(rows, markdown)`: rows `{noise, probabilities,
+    filter_by, f1: [one per folder]}`, the table F1 as mean ± std.
+    """
+    import glob
+    import os
+
+    filters = tuple(label_issues.FILTERS if filters is None else filters)
+    rows = {}
+    for folder in folders:
+        paths = sorted(glob.glob(os.path.join(folder, "probabilities_*.npz")))
+        if not paths:
+            raise FileNotFoundError(f"No probabilities_<noise>.npz in {folder!r}: rescore the folders that "
+                                    "search.label_issues wrote (one per seed with --seeds).")
+        for path in paths:
+            noise = os.path.basename(path)[len("probabilities_"):-len(".npz")]
+            with np.load(path) as saved:
+                given, corrupted = saved["given_labels"], saved["given_labels"] != saved["true_labels"]
+                for probabilities in ("taylor", "cross_entropy"):
+                    for filter_by in filters:
+                        flags = label_issues.issues_from_probabilities(
+                            given, saved[probabilities], filter_by=filter_by).is_label_issue
+                        key = (noise, probabilities, filter_by)
+                        rows.setdefault(key, []).append(detection_metrics(corrupted, flags, (~flags).astype(float))["f1"])
+        printer(f"rescored {folder}")
+    counts = {len(values) for values in rows.values()}
+    if len(counts) != 1:
+        raise ValueError(f"The folders do not hold the same noise settings ({sorted(counts)} values per cell).")
+    found = list(dict.fromkeys(key[0] for key in rows))
+    noises = [slug for slug in map(_slug, DEFAULT_NOISES) if slug in found] + sorted(set(found) - set(
+        map(_slug, DEFAULT_NOISES)))
+    lines = [f"F1 of each flagging rule on saved out-of-fold probabilities, mean ± std over {counts.pop()} "
+             "folder(s); cleanlab's default is cross_entropy / prune_by_noise_rate.", "",
+             "| probabilities / filter_by | " + " | ".join(noises) + " |", "|---|" + "---|" * len(noises)]
+    for probabilities in ("taylor", "cross_entropy"):
+        for filter_by in filters:
+            cells = [_mean_std(rows[(noise, probabilities, filter_by)]) for noise in noises]
+            lines.append(f"| {probabilities} / {filter_by} | " + " | ".join(cells) + " |")
+    table = [{"noise": noise, "probabilities": probabilities, "filter_by": filter_by, "f1": values}
+             for (noise, probabilities, filter_by), values in rows.items()]
+    return table, "\n".join(lines) + "\n"
+
+
 def _mean_std(values):
     values = np.asarray(values, dtype=float)
     return f"{values.mean():.3f}" + (f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else "")
