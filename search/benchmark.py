@@ -75,11 +75,15 @@ flags.DEFINE_bool("susceptibility", _DEFAULTS.susceptibility,
                   "is unchanged; python -m search.model_selection reads it). On in the presets: "
                   + ", ".join(name for name in benchmark.PRESETS if benchmark.PRESETS[name].get("susceptibility"))
                   + ".")
+flags.DEFINE_string("susceptibility_probe", "",
+                    "With --susceptibility: OPTIMIZER:LEARNING_RATE (e.g. sgd:0.05), a step of that optimiser from a "
+                    "fresh state probes zeta instead of the run's own optimiser (not the paper's definition; it "
+                    "probes models trained with different losses or optimisers alike). Use its own output_dir.")
 flags.DEFINE_string("data_dir", "", "TFDS data directory for prepared TFDS data sets (empty: TFDS's default).")
 flags.DEFINE_bool("dry_run", False, "Print the grid and its estimated run time, train nothing.")
 
 _OVERRIDABLE = _AXES + ("epochs", "batch_size", "optimizer", "learning_rate", "max_examples", "output_dir",
-                        "save_models", "data_dir", "susceptibility")
+                        "save_models", "data_dir", "susceptibility", "susceptibility_probe")
 
 
 def config_from_flags():

@@ -104,3 +104,23 @@ def test_tiny_benchmark_records_zeta_without_changing_training_then_the_script_r
     assert "| digits | symmetric:0.4 | 0 | 4 (2) |" in finished.stdout
     assert "**mean over 1**" in finished.stdout
     assert os.path.getsize(os.path.join(with_zeta, "model_selection.png")) > 5000
+
+
+def test_a_fresh_probe_optimizer_records_its_own_zeta_and_bad_specs_are_named(tmp_path):
+    grid = dict(methods=("ce",), datasets=("digits",), architectures=("linear",), noise=("symmetric:0.4",),
+                seeds=(0,), epochs=2, learning_rate=0.01, susceptibility=True)
+    zeta = {}
+    for probe in ("", "sgd:0.05"):
+        folder = str(tmp_path / (probe.replace(":", "_") or "own"))
+        benchmark.run_benchmark(benchmark.BenchmarkConfig(output_dir=folder, susceptibility_probe=probe, **grid),
+                                printer=lambda line: None)
+        (curve,) = benchmark.read_curves(os.path.join(folder, benchmark.CURVES)).values()
+        assert max(curve["test_accuracy"]) > 0.2 and np.isfinite(curve["susceptibility"]).all()
+        zeta[probe] = curve["susceptibility"]
+    # Adam's step (lr 0.01, trained moments) and a fresh SGD step (lr 0.05) lower the random labels' loss
+    # by different amounts.
+    assert all(value > 0 for value in zeta["sgd:0.05"]) and zeta["sgd:0.05"] != zeta[""]
+    with pytest.raises(ValueError, match="--susceptibility"):
+        benchmark.BenchmarkConfig(susceptibility_probe="sgd:0.05").validate()
+    with pytest.raises(ValueError, match="OPTIMIZER:LEARNING_RATE"):
+        benchmark.BenchmarkConfig(susceptibility=True, susceptibility_probe="sgd").validate()

@@ -110,6 +110,29 @@ def test_drop_matches_one_step_done_by_hand(optimizer):
     np.testing.assert_allclose(probe.history, [probe.drops[0], (probe.drops[0] + probe.drops[1]) / 2])
 
 
+def test_probe_optimizer_steps_from_a_fresh_state_by_hand():
+    """A model trained with Adam, probed with a fresh SGD (momentum 0.9): each measured step is
+    w - lr * g (the momentum starts at zero every time), whatever Adam's moments hold."""
+    x, _ = _data(count=40, seed=2)
+    probe = metrics.Susceptibility(x, batch_size=64, seed=5, probe_optimizer=keras.optimizers.SGD(0.5, momentum=0.9))
+    model, _ = _fit([probe], keras.optimizers.Adam(0.05), epochs=2, normalisation=False)
+    assert float(model.optimizer.iterations) == 2 * 6  # Adam trained (96 examples, batch 16); no probe step applied
+    before, after = probe.measure()
+    labels = probe.random_labels
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, clone(x, training=True)))
+    gradients = [g.numpy() for g in tape.gradient(loss, clone.trainable_variables)]
+    hand_before = _cross_entropy(clone.predict_on_batch(x), labels)
+    clone.set_weights([v.numpy() - 0.5 * g for v, g in zip(clone.trainable_variables, gradients)])
+    hand_after = _cross_entropy(clone.predict_on_batch(x), labels)
+    assert np.isfinite([before, after]).all() and hand_before - hand_after > 1e-3
+    np.testing.assert_allclose([before, after], [hand_before, hand_after], rtol=2e-5)
+    # Measured three times (two epochs, then by hand): every drop from a fresh state.
+    assert len(probe.drops) == 3 and probe.history[-1] == pytest.approx(np.mean(probe.drops))
+
+
 def test_zeta_goes_into_history_and_the_labels_are_seeded():
     x, _ = _data(seed=1)
     probes = [metrics.Susceptibility(x, batch_size=24, seed=seed) for seed in (11, 11, 12)]
@@ -133,6 +156,12 @@ def test_bad_input_is_named():
         metrics.Susceptibility(x, num_classes=1)
     with pytest.raises(ValueError, match="num_classes=9 but the model outputs 4"):
         _fit([metrics.Susceptibility(x, num_classes=9)], "sgd", epochs=1, normalisation=False)
+    with pytest.raises(ValueError, match="not built yet"):
+        built = keras.optimizers.SGD(0.1)
+        built.build([keras.Variable(np.zeros(2, "float32"))])
+        metrics.Susceptibility(x, probe_optimizer=built)
+    with pytest.raises(ValueError, match="not both"):
+        metrics.Susceptibility(x, optimizer=keras.optimizers.SGD(0.1), probe_optimizer=keras.optimizers.SGD(0.1))
     # An optimiser built on other variables than the probed network's: the wrapper case, named.
     other = _model(normalisation=True)
     with pytest.raises(ValueError, match="pass the wrapped network"):

@@ -66,6 +66,13 @@ class Susceptibility(keras.callbacks.Callback):
             must be those the optimiser updates. Default: the fitted model.
         optimizer: the optimiser whose step is simulated. Default: the
             fitted model's `optimizer`.
+        probe_optimizer: instead, an optimiser that is NOT built (e.g.
+            `keras.optimizers.SGD(0.05)`), whose step is simulated from its
+            initial state (zero momentum or moments, iteration 0) at every
+            measurement. Not the paper's definition: it removes what the
+            training run's optimiser state does to the probe step, e.g.
+            Adam's second moments built by the training loss, so models
+            trained with different losses or optimisers are probed alike.
         name: the key in `logs`.
 
     Example:
@@ -77,11 +84,12 @@ class Susceptibility(keras.callbacks.Callback):
         ValueError: for empty or non-finite `unlabeled_x`, a `batch_size`
             below 1, fewer than 2 classes, an optimiser that was not built on
             the probed model's trainable variables, or a loss-scaling
-            optimiser (mixed precision), which is not supported.
+            optimiser (mixed precision), which is not supported; a
+            `probe_optimizer` that is built, or given with `optimizer`.
     """
 
     def __init__(self, unlabeled_x, num_classes=None, *, batch_size=128, seed=0, from_logits=False, model=None,
-                 optimizer=None, name=SUSCEPTIBILITY_CURVE):
+                 optimizer=None, probe_optimizer=None, name=SUSCEPTIBILITY_CURVE):
         super().__init__()
         try:
             x = np.asarray(unlabeled_x)
@@ -106,12 +114,21 @@ class Susceptibility(keras.callbacks.Callback):
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.from_logits = bool(from_logits)
+        if probe_optimizer is not None:
+            if optimizer is not None:
+                raise ValueError("Susceptibility: pass optimizer (its state is used) or probe_optimizer (fresh "
+                                 "state), not both.")
+            if not isinstance(probe_optimizer, keras.optimizers.Optimizer) or probe_optimizer.built:
+                raise ValueError("Susceptibility: probe_optimizer must be a Keras optimiser that is not built yet, "
+                                 f"e.g. keras.optimizers.SGD(0.05); got {probe_optimizer!r}.")
         self.probed_model = model
         self.probed_optimizer = optimizer
+        self.probe_optimizer = probe_optimizer
         self.name = name
         self._rng = np.random.default_rng(self.seed)
         self.random_labels = None  # one per unlabeled input, drawn at the first measurement
         self._scratch = None  # (optimizer copy, its variables) built on first use
+        self._initial_state = None  # the scratch optimiser's variables as built (probe_optimizer only)
         self._step = None
         self._traced = None  # (network, optimizer, scratch optimizer, scratch variables) of `_step`
         self.drops = []
@@ -123,6 +140,8 @@ class Susceptibility(keras.callbacks.Callback):
         return self.probed_model if self.probed_model is not None else self.model
 
     def _optimizer(self):
+        if self.probe_optimizer is not None:
+            return self.probe_optimizer
         optimizer = self.probed_optimizer or getattr(self.model, "optimizer", None)
         if optimizer is None:
             raise ValueError(
@@ -153,6 +172,10 @@ class Susceptibility(keras.callbacks.Callback):
                          for i, v in enumerate(network.trainable_variables)]
             copy = type(optimizer).from_config(optimizer.get_config())
             copy.build(variables)
+            if optimizer is self.probe_optimizer:  # a fresh state at every step: keep the initial one
+                self._initial_state = [np.array(v.value) for v in copy.variables]
+                self._scratch = copy, variables
+                return self._scratch
             # The variables the optimiser was built on (Keras keeps them privately; shapes as a fallback).
             built_on = getattr(optimizer, "_trainable_variables", None)
             if built_on is not None:
@@ -190,8 +213,12 @@ class Susceptibility(keras.callbacks.Callback):
         gradients = tape.gradient(objective, trainable)
         for scratch, value in zip(copy_variables, trainable):
             scratch.assign(value)
-        for scratch, real in zip(copy.variables, optimizer.variables):
-            scratch.assign(real.value)
+        if optimizer is self.probe_optimizer:
+            for scratch, initial in zip(copy.variables, self._initial_state):
+                scratch.assign(initial)
+        else:
+            for scratch, real in zip(copy.variables, optimizer.variables):
+                scratch.assign(real.value)
         copy.apply(gradients, copy_variables)
         stepped = [tf.identity(v.value) for v in copy_variables]
         after, _ = network.stateless_call(stepped, stepped_non_trainable, x, training=False)

@@ -198,6 +198,9 @@ class BenchmarkConfig:
     # Record susceptibility zeta per epoch in curves.jsonl (`tfrobust.metrics.Susceptibility`);
     # it leaves training bit-identical, so it is not part of a run's key.
     susceptibility: bool = False
+    # "OPTIMIZER:LEARNING_RATE" (e.g. "sgd:0.05"): measure zeta with a step of that optimiser from a
+    # fresh state (`Susceptibility(probe_optimizer=...)`) instead of the run's own optimiser; empty: its own.
+    susceptibility_probe: str = ""
     data_dir: str | None = None  # TFDS data directory (TFDS's own default when None)
 
     @classmethod
@@ -238,6 +241,21 @@ class BenchmarkConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}.")
         make_optimizer(self.optimizer, self.learning_rate)  # raises on a bad name or learning rate
+        if self.susceptibility_probe:
+            if not self.susceptibility:
+                raise ValueError("susceptibility_probe is set but susceptibility is off: pass --susceptibility too.")
+            self.probe_optimizer()
+
+    def probe_optimizer(self):
+        """A new optimiser from `susceptibility_probe` ("OPTIMIZER:LEARNING_RATE"), or None when it is empty."""
+        if not self.susceptibility_probe:
+            return None
+        name, _, rate = self.susceptibility_probe.partition(":")
+        try:
+            return make_optimizer(name, float(rate))
+        except ValueError as error:
+            raise ValueError(f"susceptibility_probe must be OPTIMIZER:LEARNING_RATE, e.g. 'sgd:0.05'; got "
+                             f"{self.susceptibility_probe!r} ({error})") from None
 
     def select(self, rows):
         """The results rows (dicts of strings) that are runs of this grid, whatever their method."""

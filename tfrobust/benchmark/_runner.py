@@ -19,7 +19,7 @@ from tfrobust.benchmark._estimate import estimate_run_seconds, estimate_seconds,
 from tfrobust.metrics import SUSCEPTIBILITY_CURVE, EpochMetrics, Susceptibility, predicted_classes
 
 
-def run_one(run, data, *, model_path=None, provenance=None, susceptibility=False):
+def run_one(run, data, *, model_path=None, provenance=None, susceptibility=False, probe_optimizer=None):
     """Trains and evaluates one run on `data` (the run's `NoisyDataset`).
 
     Returns `(row, curves)`: the results.csv row as a dict and the per-epoch
@@ -43,7 +43,7 @@ def run_one(run, data, *, model_path=None, provenance=None, susceptibility=False
     model = method.build_model(run, data)
     clean_set, train_data = method.split_data(data, run)
     metrics = EpochMetrics(train_data)
-    probes = [_susceptibility_probe(model, train_data, run)] if susceptibility else []
+    probes = [_susceptibility_probe(model, train_data, run, probe_optimizer)] if susceptibility else []
     method.train(model, data, run, [metrics, *probes, keras.callbacks.TerminateOnNaN()])
     metrics.set_model(model)
     if not metrics.curves["test_accuracy"]:  # a method that stopped before its first epoch ended
@@ -81,11 +81,13 @@ def run_one(run, data, *, model_path=None, provenance=None, susceptibility=False
     return row, curves
 
 
-def _susceptibility_probe(model, train_data, run):
-    """The `Susceptibility` callback of a run: the method's network (inside any wrapper it fits), seeded by the run."""
+def _susceptibility_probe(model, train_data, run, probe_optimizer=None):
+    """The `Susceptibility` callback of a run: the method's network (inside any wrapper it fits), seeded by the run;
+    `probe_optimizer` (unbuilt) replaces the run's own optimiser in the probe step."""
     last = model.layers[-1] if model.layers else None
     outputs_probabilities = getattr(last, "activation", None) is keras.activations.softmax
-    return Susceptibility(train_data.x_train, seed=run.seed, model=model, from_logits=not outputs_probabilities)
+    return Susceptibility(train_data.x_train, seed=run.seed, model=model, from_logits=not outputs_probabilities,
+                          probe_optimizer=probe_optimizer)
 
 
 @dataclasses.dataclass
@@ -142,7 +144,8 @@ def run_benchmark(config, printer=print):
         for run in group:
             model_path = os.path.join(config.output_dir, "models", f"{run.run_id}.keras")
             row, curves = run_one(run, data, model_path=model_path if config.save_models else None,
-                                  provenance=provenance, susceptibility=config.susceptibility)
+                                  provenance=provenance, susceptibility=config.susceptibility,
+                                  probe_optimizer=config.probe_optimizer())
             # Curves first: results.csv is the record of what is done, and
             # `read_curves` lets a rerun's line replace an orphaned one.
             _results.append_curves(curves_path, run.run_id, curves)
