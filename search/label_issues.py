@@ -41,7 +41,7 @@ flags.DEFINE_enum("filter_by", _DEFAULTS["filter_by"], list(label_issues.FILTERS
                   "The tfrobust finder's flagging rule (tfrobust.label_issues.FILTERS), also applied to the CE "
                   "probabilities in the 'tfrobust CL + CE' row; cleanlab's row keeps its default.")
 flags.DEFINE_string("rescore", "", "Instead of training: a folder written by this script (one run, or seed_<seed>/ "
-                    "folders inside); prints and writes OUTPUT/rescored_filters.md, the F1 of every flagging rule "
+                    "folders inside); prints and writes FOLDER/rescored_filters.md, the F1 of every flagging rule "
                     "on its saved out-of-fold probabilities.")
 flags.DEFINE_integer("max_examples", 0, "Read at most this many examples of the data set (0: all).")
 flags.DEFINE_string("output_dir", "runs/label_issues", "Folder for flags.csv, metrics.md and the PNG grids.")

@@ -44,14 +44,18 @@ FLAG_FIELDS = ("noise", "index", "given_label", "true_label", "is_corrupted", "t
 def detection_metrics(is_corrupted, flagged, quality):
     """Precision, recall, F1 of `flagged` and AUROC of `-quality` against the corrupted examples."""
     is_corrupted, flagged = np.asarray(is_corrupted, bool), np.asarray(flagged, bool)
-    hits = int(np.sum(is_corrupted & flagged))
-    precision = hits / max(int(flagged.sum()), 1)
-    recall = hits / max(int(is_corrupted.sum()), 1)
-    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+    precision, recall, f1 = _precision_recall_f1(is_corrupted, flagged)
     both_kinds = 0 < is_corrupted.sum() < len(is_corrupted)
     auroc = sk_metrics.roc_auc_score(is_corrupted, -np.asarray(quality)) if both_kinds else float("nan")
     return {"flagged": int(flagged.sum()), "corrupted": int(is_corrupted.sum()), "precision": precision,
             "recall": recall, "f1": f1, "auroc": float(auroc)}
+
+
+def _precision_recall_f1(is_corrupted, flagged):
+    hits = int(np.sum(is_corrupted & flagged))
+    precision = hits / max(int(flagged.sum()), 1)
+    recall = hits / max(int(is_corrupted.sum()), 1)
+    return precision, recall, 2 * precision * recall / max(precision + recall, 1e-12)
 
 
 def run(output_dir, *, dataset="digits", noises=DEFAULT_NOISES, architecture="mlp", num_folds=3, epochs=15,
@@ -169,8 +173,8 @@ def rescore_filters(folders, filters=None, printer=print):
                     for filter_by in filters:
                         flags = label_issues.issues_from_probabilities(
                             given, saved[probabilities], filter_by=filter_by).is_label_issue
-                        key = (noise, probabilities, filter_by)
-                        rows.setdefault(key, []).append(detection_metrics(corrupted, flags, (~flags).astype(float))["f1"])
+                        f1 = _precision_recall_f1(corrupted, flags)[2]
+                        rows.setdefault((noise, probabilities, filter_by), []).append(f1)
         printer(f"rescored {folder}")
     counts = {len(values) for values in rows.values()}
     if len(counts) != 1:
