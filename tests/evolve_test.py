@@ -262,3 +262,21 @@ def test_final_selection_on_a_disjoint_suite_scores_only_its_tasks(tmp_path):
     assert "suite 'selection-test'" in best["provenance"]["fitness_definition"]
     with pytest.raises(ValueError, match="Unknown task suite 'nope'"):
         evolve.SearchConfig(selection_suite="nope").validate()
+
+
+def test_a_lower_order_preset_starts_a_higher_order_search_from_the_same_loss():
+    order3 = np.array(TaylorLoss.preset_info("evolved_bundled")["coefficients"])
+    order4 = evolve.initial_centroid("evolved_bundled", 4)
+    assert order4.shape == (12,)  # 2 centres + 10 terms; the order-3 vector is its first 8
+    np.testing.assert_array_equal(order4[:8], order3)
+    np.testing.assert_array_equal(order4[8:], 0.0)
+    # The same loss: the order-4 layout extends the order-3 one with the degree-4 terms.
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(10), size=32).astype("float32")
+    labels = rng.integers(0, 10, size=32)
+    values = [np.asarray(TaylorLoss(list(c), order=o, reduction=None)(labels, probabilities))
+              for c, o in ((order3, 3), (order4, 4))]
+    assert np.isfinite(values[0]).all() and values[0].std() > 1e-3
+    np.testing.assert_allclose(values[1], values[0], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="above --order=2"):
+        evolve.initial_centroid("evolved_bundled", 2)

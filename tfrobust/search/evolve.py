@@ -79,7 +79,8 @@ class SearchConfig:
                 "quantile:Q or mean_minus_std:K (ce_*: relative to cross-entropy trained on the same instance; see "
                 "tfrobust.search.fitness)."
     )
-    init: str = _setting("cross_entropy_taylor3", "Starting point: a TaylorLoss preset of the same order, or 'zeros'.")
+    init: str = _setting("cross_entropy_taylor3", "Starting point: a TaylorLoss preset of this order or a lower one "
+                         "(the same loss, higher-order terms at zero), or 'zeros'.")
     evaluator: str = _setting(
         "auto", "auto: train a whole generation at once where the architecture allows, else per candidate."
     )
@@ -161,13 +162,22 @@ class SearchResult:
 
 
 def initial_centroid(init, order):
-    """The CMA-ES starting point: a preset name (same order) or "zeros"."""
+    """The CMA-ES starting point: a preset name or "zeros".
+
+    A preset of a lower order starts a higher-order search from the same
+    loss: its vector is a prefix of the higher-order layout (terms sorted by
+    degree, `taylor.term_powers`), so the higher-degree terms start at zero.
+    That is what a fair order 3 against order 4 comparison needs.
+    """
     if init == "zeros":
         return np.zeros(taylor.num_coefficients(order))
     info = taylor.TaylorLoss.preset_info(init)
-    if info["order"] != order:
-        raise ValueError(f"--init preset {init!r} has order {info['order']}, not --order={order}.")
-    return np.array(info["coefficients"], dtype=float)
+    if info["order"] > order:
+        raise ValueError(f"--init preset {init!r} has order {info['order']}, above --order={order}; "
+                         f"use --order={info['order']} or a preset of order {order} or lower.")
+    centroid = np.zeros(taylor.num_coefficients(order))
+    centroid[: len(info["coefficients"])] = info["coefficients"]
+    return centroid
 
 
 def _creator():
