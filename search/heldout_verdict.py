@@ -7,9 +7,12 @@
         --candidate=taylor:evolved_broad
     python -m search.heldout_verdict --results=runs/benchmark_heldout/results.csv,runs/candidate/results.csv \\
         --candidate=taylor_file:runs/evolve_broad/best_coefficients.json
+    python -m search.heldout_verdict --results=runs/benchmark_heldout/results.csv,runs/a/results.csv,runs/b/results.csv \\
+        --candidate=taylor_file:runs/search_a/best_coefficients.json,taylor_file:runs/search_b/best_coefficients.json
 
 Prints the table (methods x held-out columns, mean ± std over seeds, and the mean over columns)
-and the verdict: the candidate passes only if its mean is above every peer's and no column is
+and the verdict (with several candidates, one each, then a table comparing them: order, search seed,
+held-out mean, and the spread over search seeds per order): the candidate passes only if its mean is above every peer's and no column is
 below that column's best peer by more than the peer's seed spread. Writes the same text to
 --output and a figure to --plot (atomically) when given; exits 0 either way, 1 on bad input. The work is done by
 `tfrobust.benchmark.shipping_verdict`.
@@ -27,7 +30,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("results", ["runs/benchmark_heldout/results.csv"],
                   "The benchmark's results.csv; several (comma-separated) are read as one, e.g. the peers' grid "
                   "and a candidate run into another --output_dir.")
-flags.DEFINE_string("candidate", "", "The candidate method, as named in results.csv (e.g. taylor:evolved_broad).")
+flags.DEFINE_list("candidate", [], "The candidate method, as named in results.csv (e.g. taylor:evolved_broad); several "
+                  "(comma-separated) are each judged against the peers, then compared in one table (search seeds and "
+                  "orders side by side).")
 flags.DEFINE_list("peers", [m for m in benchmark.HELDOUT_METHODS],
                   "Peer methods (default: the held-out preset's methods; the candidate is left out of them).")
 flags.DEFINE_string("preset", "heldout", "Count only the rows of this benchmark preset's grid (any method); empty: "
@@ -47,19 +52,26 @@ def main(argv):
         if not os.path.isfile(path):
             raise app.UsageError(f"No results file at {path!r}: run python -m search.benchmark first.")
         rows += benchmark.read_results(path)
-    peers = [p for p in FLAGS.peers if p != FLAGS.candidate]
+    candidates = list(dict.fromkeys(FLAGS.candidate))
+    if FLAGS.plot and len(candidates) > 1:
+        raise app.UsageError("--plot draws one candidate: give one --candidate with it.")
+    peers = [p for p in FLAGS.peers if p not in candidates]
     try:
         if FLAGS.preset:
             rows = benchmark.BenchmarkConfig.from_preset(FLAGS.preset).select(rows)
-        verdict = benchmark.shipping_verdict(rows, FLAGS.candidate, peers, FLAGS.metric)
+        verdicts = [benchmark.shipping_verdict(rows, candidate, peers, FLAGS.metric) for candidate in candidates]
     except ValueError as error:
         raise app.UsageError(str(error)) from None
-    text = verdict.markdown()
+    texts = [verdict.markdown() for verdict in verdicts]
+    if len(verdicts) > 1:
+        texts = [f"### {candidate}\n\n{text}" for candidate, text in zip(candidates, texts)]
+        texts.append("### The candidates compared\n\n" + benchmark.compare_candidates(verdicts))
+    text = "\n\n".join(texts)
     print(text)
     if FLAGS.output:
         _io.write_text(FLAGS.output, text + "\n")
     if FLAGS.plot:
-        print(f"Plot: {benchmark.plot_verdict(verdict, FLAGS.plot)}")
+        print(f"Plot: {benchmark.plot_verdict(verdicts[0], FLAGS.plot)}")
 
 
 if __name__ == "__main__":

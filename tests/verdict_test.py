@@ -1,5 +1,6 @@
 """Issue 10's shipping rule, checked on hand-made results whose outcome is worked out by hand."""
 
+import json
 import os
 import subprocess
 import sys
@@ -113,3 +114,44 @@ def test_plot_draws_the_columns_and_the_shapes_of_the_losses(tmp_path):
     assert pixels.shape[1] == 12 * 110 and pixels.std() > 0.05  # two panels, not blank
     only_columns = benchmark.shipping_verdict(_rows({"cand": PEERS["gce"], "ce": PEERS["ce"]}), "cand", ["ce"])
     assert image.imread(benchmark.plot_verdict(only_columns, str(tmp_path / "one.png"))).shape[1] == 7 * 110
+
+
+def test_several_candidates_are_compared_with_their_searches_and_the_spread_over_seeds(tmp_path):
+    names = []
+    for stem, order, seed, fitness in (("a", 3, 0, 0.10), ("b", 3, 1, 0.05), ("c", 4, 0, None)):
+        provenance = {"seed": seed} if fitness is None else {"seed": seed, "fitness": fitness}
+        (tmp_path / stem).mkdir()
+        (tmp_path / stem / "best.json").write_text(json.dumps({"order": order, "provenance": provenance}))
+        names.append(benchmark.TAYLOR_FILE_PREFIX + str(tmp_path / stem / "best.json"))
+    # a: mean 0.705, inside every spread; b: mean 0.825, column B 5 points below ce (spread 2); c: as a.
+    rows = _rows({names[0]: {A: [0.61, 0.62, 0.63], B: [0.78, 0.79, 0.80]},
+                  names[1]: {A: [0.89, 0.90, 0.91], B: [0.74, 0.75, 0.76]},
+                  names[2]: {A: [0.61, 0.62, 0.63], B: [0.78, 0.79, 0.80]}, **PEERS})
+    verdicts = [benchmark.shipping_verdict(rows, name, ["ce", "gce"]) for name in names]
+    assert [v.passed for v in verdicts] == [True, False, True]
+    assert verdicts[1].outside == ("procedural:strokes/mlp2 swap:0.3",) and verdicts[0].outside == ()
+    assert benchmark.search_facts(names[0]) == {"order": 3, "seed": 0, "selection_fitness": 0.10}
+    assert benchmark.search_facts("ce") == {"order": None, "seed": None, "selection_fitness": None}
+    text = benchmark.compare_candidates(verdicts)
+    # ce and gce tie at 0.65: the first listed is named. Order 3: (70.5 + 82.5) / 2 = 76.5, std 12 / sqrt(2) = 8.5.
+    assert "best peer ce at 65.0" in text
+    assert "| taylor_file:a | 3 | 0 | +10.00 | 70.5 | +5.5 | 0 | passes |" in text
+    assert "| taylor_file:b | 3 | 1 | +5.00 | 82.5 | +17.5 | 1 | fails |" in text
+    assert "| taylor_file:c | 4 | 0 |  | 70.5 | +5.5 | 0 | passes |" in text
+    assert "order 3: 76.5 ± 8.5 over 2 searches." in text and "order 4" not in text.split("by order")[1]
+    other_peers = benchmark.shipping_verdict(rows, names[0], ["ce"])
+    with pytest.raises(ValueError, match="same peers"):
+        benchmark.compare_candidates([verdicts[0], other_peers])
+
+    csv_path = tmp_path / "results.csv"
+    benchmark.write_results(str(csv_path), rows)
+    command = [sys.executable, "-m", "search.heldout_verdict", f"--results={csv_path}", "--peers=ce,gce",
+               "--preset=", "--candidate=" + ",".join(names)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("**Fails**") == 1 and result.stdout.count("**Passes**") == 2
+    assert "### The candidates compared" in result.stdout and "order 3: 76.5 ± 8.5" in result.stdout
+    result = subprocess.run(command + [f"--plot={tmp_path / 'v.png'}"], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and "--plot draws one candidate" in result.stderr
+    assert not (tmp_path / "v.png").exists()

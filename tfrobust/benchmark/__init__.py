@@ -102,5 +102,7 @@ from tfrobust.benchmark._model_selection import candidate_models
 from tfrobust.benchmark._model_selection import model_selection_report
 from tfrobust.benchmark._config import HELDOUT_METHODS
 from tfrobust.benchmark._verdict import Verdict
+from tfrobust.benchmark._verdict import compare_candidates
 from tfrobust.benchmark._verdict import plot_verdict
+from tfrobust.benchmark._verdict import search_facts
 from tfrobust.benchmark._verdict import shipping_verdict

@@ -8,6 +8,7 @@ column by more than that peer's seed spread (the standard deviation over seeds).
 
 import collections
 import dataclasses
+import json
 import math
 import os
 
@@ -38,6 +39,7 @@ class Verdict:
     means: dict  # {method: mean over the columns}
     passed: bool
     reasons: tuple
+    outside: tuple = ()  # the columns where the candidate is below the best peer by more than its spread
 
     def markdown(self):
         """A table (methods as rows, columns and their mean as columns, per-column best peer in bold) and the verdict."""
@@ -121,7 +123,7 @@ def shipping_verdict(rows, candidate, peers, metric="final_test_accuracy"):
         if lacking:
             raise ValueError(f"{method} has no runs in column(s) {lacking}: the rule compares whole grids.")
     means = {m: float(np.mean([cells[(m, c)].mean for c in columns])) for m in methods}
-    reasons = []
+    reasons, outside = [], []
     for peer in peers:
         if means[candidate] <= means[peer]:
             reasons.append(f"mean {100 * means[candidate]:.1f} is not above {peer}'s {100 * means[peer]:.1f}")
@@ -132,9 +134,66 @@ def shipping_verdict(rows, candidate, peers, metric="final_test_accuracy"):
             raise ValueError(f"{best_peer} has a single seed in column {column!r}: the rule needs its seed spread.")
         shortfall = best.mean - cells[(candidate, column)].mean
         if shortfall > best.std:
+            outside.append(column)
             reasons.append(f"{column}: {100 * shortfall:.1f} points below {best_peer} (its spread "
                            f"{100 * best.std:.1f})")
-    return Verdict(candidate, peers, metric, columns, cells, means, not reasons, tuple(reasons))
+    return Verdict(candidate, peers, metric, columns, cells, means, not reasons, tuple(reasons), tuple(outside))
+
+
+def search_facts(method):
+    """What a `taylor_file:` candidate's file records of the search that made it: `{"order", "seed",
+    "selection_fitness"}` (None where the file or the field is missing, and for any other method)."""
+    from tfrobust.benchmark import _methods
+
+    facts = {"order": None, "seed": None, "selection_fitness": None}
+    if not method.startswith(_methods.TAYLOR_FILE_PREFIX):
+        return facts
+    try:
+        with open(method[len(_methods.TAYLOR_FILE_PREFIX):]) as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return facts
+    provenance = record.get("provenance") or {}
+    facts.update(order=record.get("order"), seed=provenance.get("seed"), selection_fitness=provenance.get("fitness"))
+    return facts
+
+
+def compare_candidates(verdicts):
+    """Several candidates judged on one grid (one `Verdict` each, same peers): a Markdown table with each
+    candidate's search (order, seed and final-selection fitness, from its file), its held-out mean, its
+    distance from the best peer's mean, how many columns fall outside the best peer's spread, and the
+    verdict; then, per polynomial order with more than one candidate, the mean and spread (std, ddof=1)
+    of the held-out means over them: how much a search's outcome depends on its seed."""
+    if not verdicts:
+        raise ValueError("Give at least one verdict to compare.")
+    peers = verdicts[0].peers
+    if any(v.peers != peers or v.columns != verdicts[0].columns for v in verdicts):
+        raise ValueError("Compare candidates judged against the same peers on the same columns.")
+    best_peer = max(peers, key=lambda p: verdicts[0].means[p])
+    best_mean = verdicts[0].means[best_peer]
+    lines = [
+        f"Held-out mean over {len(verdicts[0].columns)} columns (%); best peer {best_peer} at {100 * best_mean:.1f}. "
+        "Selection fitness: the search's final-selection score as its file records it.",
+        "",
+        "| candidate | order | search seed | selection fitness | held-out mean | vs best peer | columns outside the "
+        "spread | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    by_order = collections.defaultdict(list)
+    for verdict in verdicts:
+        facts = search_facts(verdict.candidate)
+        mean = verdict.means[verdict.candidate]
+        by_order[facts["order"]].append(mean)
+        fitness = facts["selection_fitness"]
+        cells = [_short(verdict.candidate), facts["order"], facts["seed"],
+                 "" if fitness is None else f"{100 * fitness:+.2f}", f"{100 * mean:.1f}",
+                 f"{100 * (mean - best_mean):+.1f}", len(verdict.outside), "passes" if verdict.passed else "fails"]
+        lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
+    spreads = [f"order {order}: {100 * np.mean(means):.1f} ± {100 * np.std(means, ddof=1):.1f} over "
+               f"{len(means)} searches" for order, means in by_order.items() if order is not None and len(means) > 1]
+    if spreads:
+        lines += ["", "Held-out mean by order, mean ± std over search seeds: " + "; ".join(spreads) + "."]
+    return "\n".join(lines)
 
 
 def _short(method):
