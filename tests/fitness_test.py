@@ -160,6 +160,7 @@ def test_run_search_records_the_aggregated_fitness_and_the_reference(tmp_path, m
     np.testing.assert_allclose(fitnesses, _expected("ce_gain/quantile:0.25"), atol=1e-12)
     definition = result.record["provenance"]["fitness_definition"]
     assert definition.startswith("0.25-quantile over task instances of the accuracy minus cross-entropy's")
+    assert result.record["provenance"]["fitness_aggregation"] == "ce_gain/quantile:0.25"
     state = evolve.checkpoint.load_checkpoint(str(tmp_path / "run"))
     assert sorted(state["history"][0]["reference_accuracies"].values()) == sorted(CROSS_ENTROPY)
 

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 
 import numpy as np
 
@@ -142,10 +143,12 @@ def shipping_verdict(rows, candidate, peers, metric="final_test_accuracy"):
 
 def search_facts(method):
     """What a `taylor_file:` candidate's file records of the search that made it: `{"order", "seed",
-    "selection_fitness"}` (None where the file or the field is missing, and for any other method)."""
+    "fitness", "fitness_definition", "selection_fitness"}` (None where the file or the field is missing, and
+    for any other method). `fitness` is the search's `--fitness_aggregation`, from the record or, in files
+    written before it was recorded, from the command line."""
     from tfrobust.benchmark import _methods
 
-    facts = {"order": None, "seed": None, "selection_fitness": None}
+    facts = dict.fromkeys(("order", "seed", "fitness", "fitness_definition", "selection_fitness"))
     if not method.startswith(_methods.TAYLOR_FILE_PREFIX):
         return facts
     try:
@@ -154,16 +157,21 @@ def search_facts(method):
     except (OSError, ValueError):
         return facts
     provenance = record.get("provenance") or {}
-    facts.update(order=record.get("order"), seed=provenance.get("seed"), selection_fitness=provenance.get("fitness"))
+    fitness = provenance.get("fitness_aggregation")
+    if fitness is None:
+        match = re.search(r"--fitness_aggregation=(\S+)", str(provenance.get("command", "")))
+        fitness = match.group(1) if match else None
+    facts.update(order=record.get("order"), seed=provenance.get("seed"), fitness=fitness,
+                 fitness_definition=provenance.get("fitness_definition"), selection_fitness=provenance.get("fitness"))
     return facts
 
 
 def compare_candidates(verdicts):
     """Several candidates judged on one grid (one `Verdict` each, same peers): a Markdown table with each
-    candidate's search (order, seed and final-selection fitness, from its file), its held-out mean, its
-    distance from the best peer's mean, how many columns fall outside the best peer's spread, and the
-    verdict; then, per polynomial order with more than one candidate, the mean and spread (std, ddof=1)
-    of the held-out means over them: how much a search's outcome depends on its seed."""
+    candidate's search (order, fitness, seed and final-selection score, from its file), its held-out mean,
+    its distance from the best peer's mean, how many columns fall outside the best peer's spread, and the
+    verdict; then, for each search setting (order and fitness definition) with more than one candidate, the
+    mean and spread (std, ddof=1) of their held-out means: how much a search's outcome depends on its seed."""
     if not verdicts:
         raise ValueError("Give at least one verdict to compare.")
     peers = verdicts[0].peers
@@ -175,24 +183,26 @@ def compare_candidates(verdicts):
         f"Held-out mean over {len(verdicts[0].columns)} columns (%); best peer {best_peer} at {100 * best_mean:.1f}. "
         "Selection fitness: the search's final-selection score as its file records it.",
         "",
-        "| candidate | order | search seed | selection fitness | held-out mean | vs best peer | columns outside the "
-        "spread | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| candidate | order | fitness | search seed | selection fitness | held-out mean | vs best peer | columns "
+        "outside the spread | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    by_order = collections.defaultdict(list)
+    by_setting = collections.defaultdict(list)
     for verdict in verdicts:
         facts = search_facts(verdict.candidate)
         mean = verdict.means[verdict.candidate]
-        by_order[facts["order"]].append(mean)
+        if facts["order"] is not None and facts["fitness_definition"] is not None:
+            by_setting[(facts["order"], facts["fitness"] or facts["fitness_definition"])].append(mean)
         fitness = facts["selection_fitness"]
-        cells = [_short(verdict.candidate), facts["order"], facts["seed"],
+        cells = [_short(verdict.candidate), facts["order"], facts["fitness"], facts["seed"],
                  "" if fitness is None else f"{100 * fitness:+.2f}", f"{100 * mean:.1f}",
                  f"{100 * (mean - best_mean):+.1f}", len(verdict.outside), "passes" if verdict.passed else "fails"]
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
-    spreads = [f"order {order}: {100 * np.mean(means):.1f} ± {100 * np.std(means, ddof=1):.1f} over "
-               f"{len(means)} searches" for order, means in by_order.items() if order is not None and len(means) > 1]
+    spreads = [f"order {order}, {fitness}: {100 * np.mean(means):.1f} ± {100 * np.std(means, ddof=1):.1f} over "
+               f"{len(means)} searches" for (order, fitness), means in by_setting.items() if len(means) > 1]
     if spreads:
-        lines += ["", "Held-out mean by order, mean ± std over search seeds: " + "; ".join(spreads) + "."]
+        lines += ["", "Held-out mean over the search seeds of each order and fitness, mean ± std: " + "; ".join(spreads)
+                  + "."]
     return "\n".join(lines)
 
 

@@ -417,6 +417,7 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
             **({"selection_suite": selection_suite.to_dict()} if selection_suite is not suite else {}),
         },
         "fitness": results[winner].fitness,
+        "fitness_aggregation": config.fitness_aggregation,
         "fitness_definition": f"{fitness_lib.parse_aggregation(config.fitness_aggregation).describe()} (accuracy "
                               f"on the {suite.fitness_split} validation split; all {len(instances)} task instances of "
                               f"suite {selection_suite.name!r}, final selection)",
