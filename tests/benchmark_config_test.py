@@ -22,7 +22,7 @@ def test_presets_and_overrides():
     # (instance noise only at a rate it did not use).
     from tfrobust.search import tasks
 
-    broad = tasks.load_suite("broad").tasks
+    broad = tasks.load_suite("broad").tasks + tasks.load_suite("broad2").tasks
     assert not {tasks.dataset_family(d) for d in heldout.datasets} & {tasks.dataset_family(t.dataset) for t in broad}
     assert not set(heldout.architectures) & {t.architecture for t in broad}
     assert not set(heldout.noise) & {t.noise for t in broad}

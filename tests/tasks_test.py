@@ -84,8 +84,9 @@ def test_task_keys_are_unique_in_every_shipped_suite():
     assert tasks.Task("digits", "mlp", "none", optimizer="momentum", learning_rate=0.01).key.endswith("/momentum@0.01")
 
 
-def test_the_broad_suite_covers_its_axes_and_leaves_the_heldout_families_out():
-    suite = tasks.load_suite("broad")
+@pytest.mark.parametrize("name", ["broad", "broad2"])
+def test_the_broad_suite_covers_its_axes_and_leaves_the_heldout_families_out(name):
+    suite = tasks.load_suite(name)
     tasks.check_datasets(suite)  # every procedural name parses and generates
     families = {tasks.dataset_family(task.dataset) for task in suite.tasks}
     assert families == {"digits", "procedural:templates"}
@@ -101,14 +102,25 @@ def test_the_broad_suite_covers_its_axes_and_leaves_the_heldout_families_out():
     assert tasks.dataset_family("mnist5k") == "mnist5k"
 
 
-def test_the_broad_selection_suite_shares_no_data_set_or_noise_setting_with_the_search_suite():
-    broad, selection = tasks.load_suite("broad"), tasks.load_suite("broad_selection")
+@pytest.mark.parametrize("name", ["broad", "broad2"])
+def test_the_broad_selection_suite_shares_no_data_set_or_noise_setting_with_the_search_suite(name):
+    broad, selection = tasks.load_suite(name), tasks.load_suite(name + "_selection")
     tasks.check_datasets(selection)
     assert not {t.dataset for t in broad.tasks} & {t.dataset for t in selection.tasks}
     assert not {t.noise for t in broad.tasks} & {t.noise for t in selection.tasks}
     assert not {tasks.dataset_family(t.dataset) for t in selection.tasks} & set(tasks.HELDOUT["dataset_families"])
     assert not {t.architecture for t in selection.tasks} & set(tasks.HELDOUT["architectures"])
     assert {t.optimizer for t in selection.tasks} == {"adam", "momentum"}
+
+
+def test_broad2_is_broad_with_sgd_at_a_learning_rate_of_0_1():
+    import dataclasses
+
+    for name in ("broad", "broad_selection"):
+        old, new = tasks.load_suite(name).tasks, tasks.load_suite(name.replace("broad", "broad2")).tasks
+        assert len(old) == len(new) and {t.learning_rate for t in old if t.optimizer == "momentum"} == {0.01}
+        moved = [dataclasses.replace(t, learning_rate=0.1) if t.optimizer == "momentum" else t for t in old]
+        assert moved == list(new), name
 
 
 def test_instance_noise_and_momentum_train_end_to_end_in_both_evaluators():

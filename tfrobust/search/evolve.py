@@ -91,7 +91,7 @@ class SearchConfig:
     selection_repeats: int = _setting(1, "Final selection: seeds per suite task.")
     selection_suite: str = _setting(
         "", "Final selection's suite (a name or a JSON suite file); empty: --task_suite itself. Use one whose "
-            "tasks the search never scored (broad_selection for the broad suite)."
+            "tasks the search never scored (broad_selection for the broad suite, broad2_selection for broad2)."
     )
     selection_candidates: int = _setting(
         6, "Final selection: candidates re-scored on every suite task (the final centroid and the best of the "
