@@ -180,6 +180,60 @@ def initial_centroid(init, order):
     return centroid
 
 
+def loss_coefficients(names):
+    """The coefficient vectors of TaylorLoss names (a preset, "taylor:PRESET" or "taylor_file:PATH"), padded
+    to the highest order among them: a lower-order vector is a prefix of the higher-order layout (see
+    `initial_centroid`), so padding with zeros keeps each loss exactly as it is."""
+    from tfrobust.benchmark import _methods
+
+    losses = []
+    for name in names:
+        if name.startswith(_methods.TAYLOR_FILE_PREFIX):
+            losses.append(taylor.TaylorLoss.from_file(name[len(_methods.TAYLOR_FILE_PREFIX):]))
+        else:
+            losses.append(taylor.TaylorLoss.pretrained(name.removeprefix(_methods.TAYLOR_PRESET_PREFIX)))
+    order = max(loss.order for loss in losses)
+    vectors = np.zeros((len(losses), taylor.num_coefficients(order)))
+    for row, loss in enumerate(losses):
+        vectors[row, : len(loss.coefficients)] = loss.coefficients
+    return vectors
+
+
+def score_losses(names, suite, *, seed=0, repeats=1, fitness_aggregation="ce_gain/mean", evaluator="auto",
+                 printer=print):
+    """Scores TaylorLosses (see `loss_coefficients`) on every task of `suite` (a name, a JSON file or a
+    `TaskSuite`), on the task instances a search with this `seed` and `repeats` uses for its final
+    selection (`TaskSuite.fixed_instances`), with the search's fitness: the way to ask whether a search's
+    winner beats another loss, its starting point say, on the suite that selected it.
+
+    Returns `(instances, results)`: one `evaluation.CandidateResult` per name (accuracies per task instance,
+    fitness, status, and cross-entropy's accuracies when the fitness needs them). `printer` gets a
+    progress line per training job (task, elapsed time, ETA).
+    """
+    suite = suite if isinstance(suite, tasks_lib.TaskSuite) else tasks_lib.load_suite(suite)
+    tasks_lib.check_datasets(suite)
+    instances = suite.fixed_instances(seed, repeats)
+    coefficients = loss_coefficients(names)
+    aggregation = fitness_lib.parse_aggregation(fitness_aggregation)
+    total = sum(1 if evaluator != "per_candidate" and evaluation.supports_vectorized(i.task.architecture)
+                else len(names) for i in instances) + (len(instances) if aggregation.needs_reference else 0)
+    done, start = [0], time.time()
+
+    def run_with_progress(job):
+        output = evaluation.run_job(job)
+        done[0] += 1
+        elapsed = time.time() - start
+        printer(f"[{done[0]}/{total}] {'cross-entropy' if job.reference else 'losses'} on {job.instance.key}: "
+                f"{elapsed:.0f}s, ETA {elapsed / done[0] * (total - done[0]):.0f}s")
+        return output
+
+    results, _ = evaluation.evaluate_generation(
+        coefficients, instances, evaluation.InlineExecutor(run_with_progress), evaluator=evaluator,
+        fitness_split=suite.fitness_split, aggregation=aggregation,
+    )
+    return instances, results
+
+
 def _creator():
     from deap import base, creator
 

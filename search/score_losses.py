@@ -1,0 +1,77 @@
+"""Score TaylorLosses on a search suite's tasks, with a search's fitness: did a search's winner beat its start?
+
+    python -m search.score_losses --suite=broad2_selection --seed=0 \\
+        --losses=taylor:evolved_bundled,taylor_file:runs/evolve_broad2_mean_s0/best_coefficients.json
+
+Trains each loss (and cross-entropy, when the fitness is relative to it) on every task of --suite, on
+the task instances that `search.evolve --seed=SEED --selection_suite=SUITE` re-scores its finalists on,
+and prints each loss's accuracy per task and its fitness (`--output` also writes it, with the raw
+accuracies in a JSON file beside it). A failed or non-finite run is shown in the table and makes the
+command exit 1. The work is done by `tfrobust.search.evolve.score_losses`.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from tfrobust import _io  # noqa: E402
+from tfrobust.search import evaluation, evolve  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("losses", [], "TaylorLosses: preset names (taylor:PRESET or PRESET) or taylor_file:PATH files.")
+flags.DEFINE_string("suite", "broad2_selection", "A task suite name or a JSON suite file.")
+flags.DEFINE_integer("seed", 0, "The search seed whose final-selection task instances are used.")
+flags.DEFINE_integer("repeats", 1, "Seeds per task (search.evolve --selection_repeats).")
+flags.DEFINE_string("fitness_aggregation", "ce_gain/mean", "The fitness (search.evolve --fitness_aggregation).")
+flags.DEFINE_string("output", "", "Also write the table to this Markdown file (and the raw results to .json).")
+
+
+def format_scores(names, instances, results):
+    """A Markdown table: one row per task instance (cross-entropy's accuracy when measured, then each
+    loss's), then each loss's fitness and status."""
+    reference = results[0].reference_accuracies
+    header = ["task"] + (["cross-entropy"] if reference else []) + list(names)
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for instance in instances:
+        cells = [instance.key] + ([f"{100 * reference[instance.key]:.1f}"] if reference else [])
+        cells += [f"{100 * result.accuracies[instance.key]:.1f}" for result in results]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("| **fitness** (x100) | " + ("| " if reference else "")
+                 + " | ".join(f"**{100 * r.fitness:+.2f}**" for r in results) + " |")
+    lines.append("| status | " + ("| " if reference else "") + " | ".join(r.status for r in results) + " |")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.losses:
+        raise app.UsageError("--losses is required: TaylorLoss presets or taylor_file:PATH files, comma-separated.")
+    try:
+        instances, results = evolve.score_losses(FLAGS.losses, FLAGS.suite, seed=FLAGS.seed, repeats=FLAGS.repeats,
+                                                 fitness_aggregation=FLAGS.fitness_aggregation)
+    except (ValueError, FileNotFoundError) as error:
+        raise app.UsageError(str(error)) from None
+    text = (f"Suite {FLAGS.suite!r}, the final-selection instances of seed {FLAGS.seed}; fitness "
+            f"{FLAGS.fitness_aggregation}; accuracy (%) on the clean validation split.\n\n"
+            + format_scores(FLAGS.losses, instances, results))
+    print(text)
+    if FLAGS.output:
+        _io.write_text(FLAGS.output, text + "\n")
+        _io.write_json(os.path.splitext(FLAGS.output)[0] + ".json", {
+            "suite": FLAGS.suite, "seed": FLAGS.seed, "fitness_aggregation": FLAGS.fitness_aggregation,
+            "losses": {name: {"fitness": r.fitness, "status": r.status, "accuracies": r.accuracies,
+                              "error": r.error} for name, r in zip(FLAGS.losses, results)},
+            "cross_entropy": results[0].reference_accuracies,
+        })
+    failed = [(name, r) for name, r in zip(FLAGS.losses, results) if r.status != evaluation.STATUS_OK]
+    for name, result in failed:
+        print(f"{name}: {result.status} {result.error}")
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(results)} losses did not train to a finite result (see above).")
+
+
+if __name__ == "__main__":
+    app.run(main)

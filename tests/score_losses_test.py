@@ -1,0 +1,57 @@
+"""search.score_losses: TaylorLosses scored on a suite's final-selection instances with a search's fitness."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from tfrobust.losses import TaylorLoss, taylor
+from tfrobust.search import evolve
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_lower_order_losses_are_padded_without_changing_them(tmp_path):
+    path = tmp_path / "order4.json"
+    order4 = np.linspace(-0.5, 0.5, 12)
+    taylor.write_json_atomic(str(path), taylor.preset_record("o4", "an order-4 loss", order4.tolist(), 4, {}))
+    vectors = evolve.loss_coefficients(["taylor:evolved_bundled", f"taylor_file:{path}"])
+    assert vectors.shape == (2, 12)
+    np.testing.assert_array_equal(vectors[1], order4)
+    bundled = TaylorLoss.pretrained("evolved_bundled")
+    np.testing.assert_array_equal(vectors[0, 8:], 0.0)
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(16, 10)).astype("float32")
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = np.eye(10, dtype="float32")[rng.integers(0, 10, 16)]
+    padded = TaylorLoss(vectors[0].tolist(), order=4)
+    np.testing.assert_allclose(np.asarray(padded(labels, probs)), np.asarray(bundled(labels, probs)), rtol=1e-5)
+
+
+def test_scores_are_accuracy_gains_over_cross_entropy_and_repeatable():
+    lines = []
+    instances, results = evolve.score_losses(["evolved_bundled", "taylor:evolved_bundled", "mae"], "tiny",
+                                             printer=lines.append)
+    assert [r.status for r in results] == ["ok"] * 3 and len(instances) == 1
+    key = instances[0].key
+    reference = results[0].reference_accuracies[key]
+    assert 0.1 < reference <= 1.0 and all(0.1 < r.accuracies[key] <= 1.0 for r in results)  # trained, above chance
+    for result in results:
+        assert result.fitness == np.float64(result.accuracies[key] - reference)
+    assert results[0].accuracies == results[1].accuracies  # one loss, named two ways: the same seeded run
+    assert len(lines) == 2 and lines[-1].startswith("[2/2] cross-entropy on ")
+
+
+def test_script_prints_the_table_and_names_bad_input(tmp_path):
+    out = tmp_path / "scores.md"
+    command = [sys.executable, "-m", "search.score_losses", "--suite=tiny", "--losses=evolved_bundled",
+               f"--output={out}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| task | cross-entropy | evolved_bundled |" in result.stdout and "| status | | ok |" in result.stdout
+    assert out.read_text().strip() == result.stdout[result.stdout.index("Suite 'tiny'"):].strip()
+    assert (tmp_path / "scores.json").exists()
+    bad = subprocess.run(command[:3] + ["--losses=taylor:nonexistent"], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 1 and "nonexistent" in bad.stderr
