@@ -118,7 +118,7 @@ def test_plot_draws_the_columns_and_the_shapes_of_the_losses(tmp_path):
 
 def test_several_candidates_are_compared_with_their_searches_and_the_spread_over_seeds(tmp_path):
     names = []
-    definition = {"fitness_definition": "mean gain over CE"}
+    definition = {"fitness_definition": "mean gain over CE", "budget": {"task_suite": {"name": "broad"}}}
     for stem, order, seed, provenance in (
             # a file written before the aggregation was recorded: read from the command line
             ("a", 3, 0, {"fitness": 0.10, "command": "python -m search.evolve --fitness_aggregation=ce_gain/mean", **definition}),
@@ -135,17 +135,17 @@ def test_several_candidates_are_compared_with_their_searches_and_the_spread_over
     verdicts = [benchmark.shipping_verdict(rows, name, ["ce", "gce"]) for name in names]
     assert [v.passed for v in verdicts] == [True, False, True]
     assert verdicts[1].outside == ("procedural:strokes/mlp2 swap:0.3",) and verdicts[0].outside == ()
-    assert benchmark.search_facts(names[0]) == {"order": 3, "seed": 0, "fitness": "ce_gain/mean",
+    assert benchmark.search_facts(names[0]) == {"order": 3, "suite": "broad", "seed": 0, "fitness": "ce_gain/mean",
                                                 "fitness_definition": "mean gain over CE", "selection_fitness": 0.10}
     assert set(benchmark.search_facts("ce").values()) == {None}
     text = benchmark.compare_candidates(verdicts)
     # ce and gce tie at 0.65: the first listed is named. Order 3: (70.5 + 82.5) / 2 = 76.5, std 12 / sqrt(2) = 8.5.
     assert "best peer ce at 65.0" in text
-    assert "| taylor_file:a | 3 | ce_gain/mean | 0 | +10.00 | 70.5 | +5.5 | 0 | passes |" in text
-    assert "| taylor_file:b | 3 | ce_gain/mean | 1 | +5.00 | 82.5 | +17.5 | 1 | fails |" in text
-    assert "| taylor_file:c | 4 | ce_gain/mean | 0 |  | 70.5 | +5.5 | 0 | passes |" in text
+    assert "| taylor_file:a | 3 | broad | ce_gain/mean | 0 | +10.00 | 70.5 | +5.5 | 0 | passes |" in text
+    assert "| taylor_file:b | 3 | broad | ce_gain/mean | 1 | +5.00 | 82.5 | +17.5 | 1 | fails |" in text
+    assert "| taylor_file:c | 4 | broad | ce_gain/mean | 0 |  | 70.5 | +5.5 | 0 | passes |" in text
     spread = text.split("mean ± std: ")[1]
-    assert spread == "order 3, ce_gain/mean: 76.5 ± 8.5 over 2 searches."  # order 4 has one search: no spread
+    assert spread == "order 3, suite broad, ce_gain/mean: 76.5 ± 8.5 over 2 searches."  # order 4: one search
     other_peers = benchmark.shipping_verdict(rows, names[0], ["ce"])
     with pytest.raises(ValueError, match="same peers"):
         benchmark.compare_candidates([verdicts[0], other_peers])
@@ -157,7 +157,7 @@ def test_several_candidates_are_compared_with_their_searches_and_the_spread_over
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("**Fails**") == 1 and result.stdout.count("**Passes**") == 2
-    assert "### The candidates compared" in result.stdout and "order 3, ce_gain/mean: 76.5 ± 8.5" in result.stdout
+    assert "### The candidates compared" in result.stdout and "order 3, suite broad, ce_gain/mean: 76.5 ± 8.5" in result.stdout
     result = subprocess.run(command + [f"--plot={tmp_path / 'v.png'}"], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 1 and "--plot draws one candidate" in result.stderr

@@ -142,13 +142,13 @@ def shipping_verdict(rows, candidate, peers, metric="final_test_accuracy"):
 
 
 def search_facts(method):
-    """What a `taylor_file:` candidate's file records of the search that made it: `{"order", "seed",
+    """What a `taylor_file:` candidate's file records of the search that made it: `{"order", "suite", "seed",
     "fitness", "fitness_definition", "selection_fitness"}` (None where the file or the field is missing, and
     for any other method). `fitness` is the search's `--fitness_aggregation`, from the record or, in files
     written before it was recorded, from the command line."""
     from tfrobust.benchmark import _methods
 
-    facts = dict.fromkeys(("order", "seed", "fitness", "fitness_definition", "selection_fitness"))
+    facts = dict.fromkeys(("order", "suite", "seed", "fitness", "fitness_definition", "selection_fitness"))
     if not method.startswith(_methods.TAYLOR_FILE_PREFIX):
         return facts
     try:
@@ -161,16 +161,18 @@ def search_facts(method):
     if fitness is None:
         match = re.search(r"--fitness_aggregation=(\S+)", str(provenance.get("command", "")))
         fitness = match.group(1) if match else None
-    facts.update(order=record.get("order"), seed=provenance.get("seed"), fitness=fitness,
+    suite = ((provenance.get("budget") or {}).get("task_suite") or {}).get("name")
+    facts.update(order=record.get("order"), suite=suite, seed=provenance.get("seed"), fitness=fitness,
                  fitness_definition=provenance.get("fitness_definition"), selection_fitness=provenance.get("fitness"))
     return facts
 
 
 def compare_candidates(verdicts):
     """Several candidates judged on one grid (one `Verdict` each, same peers): a Markdown table with each
-    candidate's search (order, fitness, seed and final-selection score, from its file), its held-out mean,
+    candidate's search (order, task suite, fitness, seed and final-selection score, from its file), its
+    held-out mean,
     its distance from the best peer's mean, how many columns fall outside the best peer's spread, and the
-    verdict; then, for each search setting (order and fitness definition) with more than one candidate, the
+    verdict; then, for each search setting (order, suite and fitness definition) with more than one candidate, the
     mean and spread (std, ddof=1) of their held-out means: how much a search's outcome depends on its seed."""
     if not verdicts:
         raise ValueError("Give at least one verdict to compare.")
@@ -183,25 +185,26 @@ def compare_candidates(verdicts):
         f"Held-out mean over {len(verdicts[0].columns)} columns (%); best peer {best_peer} at {100 * best_mean:.1f}. "
         "Selection fitness: the search's final-selection score as its file records it.",
         "",
-        "| candidate | order | fitness | search seed | selection fitness | held-out mean | vs best peer | columns "
-        "outside the spread | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| candidate | order | suite | fitness | search seed | selection fitness | held-out mean | vs best peer | "
+        "columns outside the spread | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_setting = collections.defaultdict(list)
     for verdict in verdicts:
         facts = search_facts(verdict.candidate)
         mean = verdict.means[verdict.candidate]
         if facts["order"] is not None and facts["fitness_definition"] is not None:
-            by_setting[(facts["order"], facts["fitness"] or facts["fitness_definition"])].append(mean)
+            by_setting[(facts["order"], facts["suite"], facts["fitness"] or facts["fitness_definition"])].append(mean)
         fitness = facts["selection_fitness"]
-        cells = [_short(verdict.candidate), facts["order"], facts["fitness"], facts["seed"],
+        cells = [_short(verdict.candidate), facts["order"], facts["suite"], facts["fitness"], facts["seed"],
                  "" if fitness is None else f"{100 * fitness:+.2f}", f"{100 * mean:.1f}",
                  f"{100 * (mean - best_mean):+.1f}", len(verdict.outside), "passes" if verdict.passed else "fails"]
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
-    spreads = [f"order {order}, {fitness}: {100 * np.mean(means):.1f} ± {100 * np.std(means, ddof=1):.1f} over "
-               f"{len(means)} searches" for (order, fitness), means in by_setting.items() if len(means) > 1]
+    spreads = [f"order {order}, suite {suite}, {fitness}: {100 * np.mean(means):.1f} ± "
+               f"{100 * np.std(means, ddof=1):.1f} over {len(means)} searches"
+               for (order, suite, fitness), means in by_setting.items() if len(means) > 1]
     if spreads:
-        lines += ["", "Held-out mean over the search seeds of each order and fitness, mean ± std: " + "; ".join(spreads)
+        lines += ["", "Held-out mean over the search seeds of each order, suite and fitness, mean ± std: " + "; ".join(spreads)
                   + "."]
     return "\n".join(lines)
 
