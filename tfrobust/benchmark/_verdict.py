@@ -183,7 +183,7 @@ def compare_candidates(verdicts):
     best_mean = verdicts[0].means[best_peer]
     lines = [
         f"Held-out mean over {len(verdicts[0].columns)} columns (%); best peer {best_peer} at {100 * best_mean:.1f}. "
-        "Selection fitness: the search's final-selection score as its file records it.",
+        "Selection fitness (x100): the search's final-selection score, as its file records it.",
         "",
         "| candidate | order | suite | fitness | search seed | selection fitness | held-out mean | vs best peer | "
         "columns outside the spread | verdict |",
