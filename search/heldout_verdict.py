@@ -11,9 +11,10 @@
         --candidate=taylor_file:runs/search_a/best_coefficients.json,taylor_file:runs/search_b/best_coefficients.json
 
 Prints the table (methods x held-out columns, mean ± std over seeds, and the mean over columns)
-and the verdict (with several candidates, one each, then a table comparing them: order, search seed,
-held-out mean, and the spread over search seeds per order): the candidate passes only if its mean is above every peer's and no column is
-below that column's best peer by more than the peer's seed spread. Writes the same text to
+and the verdict: the candidate passes only if its mean is above every peer's and no column is
+below that column's best peer by more than the peer's seed spread. With several candidates, each
+gets its verdict, then one table compares them (order, suite, fitness and seed of each search,
+held-out mean) with the spread over search seeds of each setting. Writes the same text to
 --output and a figure to --plot (atomically) when given; exits 0 either way, 1 on bad input. The work is done by
 `tfrobust.benchmark.shipping_verdict`.
 """

@@ -168,12 +168,13 @@ def search_facts(method):
 
 
 def compare_candidates(verdicts):
-    """Several candidates judged on one grid (one `Verdict` each, same peers): a Markdown table with each
-    candidate's search (order, task suite, fitness, seed and final-selection score, from its file), its
-    held-out mean,
-    its distance from the best peer's mean, how many columns fall outside the best peer's spread, and the
-    verdict; then, for each search setting (order, suite and fitness definition) with more than one candidate, the
-    mean and spread (std, ddof=1) of their held-out means: how much a search's outcome depends on its seed."""
+    """Several candidates judged on one grid (one `Verdict` each, same peers) as a Markdown table.
+
+    Each row: the candidate's search (order, task suite, fitness, seed and final-selection score, from
+    its file), its held-out mean, its distance from the best peer's mean, how many columns fall outside
+    the best peer's spread, and the verdict. Then, for each search setting (order, suite and fitness)
+    with more than one candidate, the mean and spread (std, ddof=1) of their held-out means: how much a
+    search's outcome depends on its seed."""
     if not verdicts:
         raise ValueError("Give at least one verdict to compare.")
     peers = verdicts[0].peers
@@ -204,8 +205,8 @@ def compare_candidates(verdicts):
                f"{100 * np.std(means, ddof=1):.1f} over {len(means)} searches"
                for (order, suite, fitness), means in by_setting.items() if len(means) > 1]
     if spreads:
-        lines += ["", "Held-out mean over the search seeds of each order, suite and fitness, mean ± std: " + "; ".join(spreads)
-                  + "."]
+        lines += ["", "Held-out mean over the search seeds of each order, suite and fitness, mean ± std: "
+                  + "; ".join(spreads) + "."]
     return "\n".join(lines)
 
 

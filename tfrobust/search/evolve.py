@@ -214,22 +214,21 @@ def score_losses(names, suite, *, seed=0, repeats=1, fitness_aggregation="ce_gai
     tasks_lib.check_datasets(suite)
     instances = suite.fixed_instances(seed, repeats)
     coefficients = loss_coefficients(names)
-    aggregation = fitness_lib.parse_aggregation(fitness_aggregation)
-    total = sum(1 if evaluator != "per_candidate" and evaluation.supports_vectorized(i.task.architecture)
-                else len(names) for i in instances) + (len(instances) if aggregation.needs_reference else 0)
-    done, start = [0], time.time()
+    start = time.time()
 
-    def run_with_progress(job):
-        output = evaluation.run_job(job)
-        done[0] += 1
-        elapsed = time.time() - start
-        printer(f"[{done[0]}/{total}] {'cross-entropy' if job.reference else 'losses'} on {job.instance.key}: "
-                f"{elapsed:.0f}s, ETA {elapsed / done[0] * (total - done[0]):.0f}s")
-        return output
+    class ProgressExecutor(evaluation.InlineExecutor):
+        def map(self, jobs):
+            outputs = []
+            for done, job in enumerate(jobs, 1):
+                outputs.append(evaluation.guarded(evaluation.run_job, job))
+                elapsed = time.time() - start
+                printer(f"[{done}/{len(jobs)}] {'cross-entropy' if job.reference else 'losses'} on {job.instance.key}: "
+                        f"{elapsed:.0f}s, ETA {elapsed / done * (len(jobs) - done):.0f}s")
+            return outputs
 
     results, _ = evaluation.evaluate_generation(
-        coefficients, instances, evaluation.InlineExecutor(run_with_progress), evaluator=evaluator,
-        fitness_split=suite.fitness_split, aggregation=aggregation,
+        coefficients, instances, ProgressExecutor(), evaluator=evaluator,
+        fitness_split=suite.fitness_split, aggregation=fitness_aggregation,
     )
     return instances, results
 
