@@ -174,3 +174,42 @@ def test_the_cross_entropy_reference_really_trains():
     again, _ = fitness.train_reference(data)
     assert finite and accuracy > 0.5, accuracy  # ten classes: chance is 0.1
     assert again == accuracy  # same weights, batches and optimiser: the reference is reproducible
+
+
+@pytest.mark.parametrize("start_is_best", [True, False])
+def test_final_selection_can_keep_the_starting_point(tmp_path, monkeypatch, start_is_best):
+    # Every candidate scores by its distance from the start (evolved_bundled): the start scores 1.0 and
+    # everything else less when start_is_best, the start 0.0 and everything else more otherwise.
+    start = evolve.initial_centroid("evolved_bundled", 3)
+
+    def run(job):
+        if job.reference:
+            return np.array([0.5]), np.array([True]), 1.0
+        distance = np.linalg.norm(np.asarray(job.coefficients, dtype=float) - start, axis=1)
+        scores = np.exp(-distance) if start_is_best else 1.0 - np.exp(-distance)
+        return scores, np.ones(len(scores), bool), 1.0
+
+    monkeypatch.setattr(evaluation, "make_executor", lambda *a, **k: evaluation.InlineExecutor(run))
+    lines = []
+    config = evolve.SearchConfig(output_dir=str(tmp_path / "run"), population_size=3, generations=1,
+                                 task_suite="tiny", init="evolved_bundled", sigma=0.5, selection_candidates=2,
+                                 selection_include_start=True)
+    result = evolve.run_search(config, printer=lines.append)
+    selection = result.record["selection"]
+    assert [entry["label"] for entry in selection] == ["centroid", "cand1", "start"]
+    np.testing.assert_allclose(selection[-1]["coefficients"], start, rtol=1e-6)
+    assert selection[-1]["fitness"] == pytest.approx(1.0 if start_is_best else 0.0)
+    others = [entry["fitness"] for entry in selection[:-1]]
+    if start_is_best:
+        assert max(others) < 1.0
+        np.testing.assert_allclose(result.record["coefficients"], start, rtol=1e-6)
+        assert result.record["provenance"]["selected"] == "the starting point (--init=evolved_bundled)"
+    else:
+        assert min(others) > 0.0
+        assert result.record["provenance"]["fitness"] == pytest.approx(max(others))
+        assert result.record["provenance"]["selected"] != "the starting point (--init=evolved_bundled)"
+    assert any(line.startswith("Final selection") and "start " in line for line in lines)
+    # Off (the default), the start is not re-scored.
+    off = evolve.run_search(dataclasses.replace(config, output_dir=str(tmp_path / "off"), selection_include_start=False),
+                            printer=lambda line: None)
+    assert [entry["label"] for entry in off.record["selection"]] == ["centroid", "cand1"]

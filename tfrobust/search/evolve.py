@@ -97,6 +97,11 @@ class SearchConfig:
         6, "Final selection: candidates re-scored on every suite task (the final centroid and the best of the "
            "strongest generations)."
     )
+    selection_include_start: bool = _setting(
+        False, "Final selection: also re-score the starting point (--init) and keep it unless a finalist scores "
+               "higher, so the search never returns a loss that does worse than its start on the selection tasks "
+               "(the start's score is recorded either way)."
+    )
     max_failure_fraction: float = _setting(
         0.5, "Stop the search when more than this share of its evaluations failed (raised, or the worker died)."
     )
@@ -443,6 +448,10 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
     ranked = sorted(state["history"], key=lambda e: -e["best"])
     for entry in ranked[: max(config.selection_candidates - 1, 1)]:
         candidates.append(np.asarray(entry["best_coefficients"]))
+    labels = ["centroid"] + [f"cand{i}" for i in range(1, len(candidates))]
+    if config.selection_include_start:
+        candidates.append(initial_centroid(config.init, config.order))
+        labels.append("start")
     instances = selection_suite.fixed_instances(config.seed, config.selection_repeats)
     results, _ = evaluation.evaluate_generation(
         np.array(candidates), instances, executor, evaluator=config.evaluator,
@@ -451,9 +460,11 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
     )
     watch.check(results, state["history"], "the final selection")
     winner = int(np.argmax([r.fitness for r in results]))
+    if config.selection_include_start and results[-1].fitness >= results[winner].fitness:
+        winner = len(results) - 1  # a tie keeps the start
     printer(
         f"Final selection on all {len(instances)} tasks of suite {selection_suite.name!r}: "
-        + ", ".join(f"{'centroid' if i == 0 else 'cand' + str(i)} {r.fitness:.4f}" for i, r in enumerate(results))
+        + ", ".join(f"{label} {r.fitness:.4f}" for label, r in zip(labels, results))
     )
     history = state["history"]
     provenance = {
@@ -479,14 +490,15 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
         "nonfinite_evaluations": sum(e.get("nonfinite", 0) for e in history),
         "wall_time_s": round(state["elapsed"], 1),
         "machine": _provenance.describe_machine(),
-        "selected": "centroid" if winner == 0 else f"best of a generation (rank {winner})",
+        "selected": {"centroid": "centroid", "start": f"the starting point (--init={config.init})"}.get(
+            labels[winner], f"best of a generation (rank {winner})"),
     }
     record = taylor.preset_record(
         f"evolved_seed{config.seed}", f"TaylorLoss evolved by search.evolve on suite {suite.name!r}",
         results[winner].coefficients, config.order, provenance,
     )
-    selection = [{"coefficients": r.coefficients, "fitness": r.fitness, "accuracies": r.accuracies,
-                  "status": r.status, **({"error": r.error} if r.error else {})} for r in results]
+    selection = [{"label": label, "coefficients": r.coefficients, "fitness": r.fitness, "accuracies": r.accuracies,
+                  "status": r.status, **({"error": r.error} if r.error else {})} for label, r in zip(labels, results)]
     record["selection"] = selection
     _io.write_json(best_path, record)
     _plot_loss(record, os.path.join(config.output_dir, "loss_curve.png"))
