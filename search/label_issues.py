@@ -14,6 +14,7 @@ and top_flagged_<noise>.png to --output_dir. Needs cleanlab (the [test]
 extra). The work is done by `tfrobust.label_issues_benchmark.run`.
 """
 
+import glob
 import inspect
 import os
 
@@ -21,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from tfrobust import label_issues, label_issues_benchmark  # noqa: E402
+from tfrobust import _io, label_issues, label_issues_benchmark  # noqa: E402
 
 _DEFAULTS = {name: parameter.default
              for name, parameter in inspect.signature(label_issues_benchmark.run).parameters.items()}
@@ -51,15 +52,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if FLAGS.rescore:
-        import glob
-
         folders = sorted(glob.glob(os.path.join(FLAGS.rescore, "seed_*"))) or [FLAGS.rescore]
         try:
             _, table = label_issues_benchmark.rescore_filters(folders)
         except (FileNotFoundError, ValueError) as error:
             raise app.UsageError(str(error)) from None
-        from tfrobust import _io
-
         _io.write_text(os.path.join(FLAGS.rescore, "rescored_filters.md"), table)
         print(table)
         print(f"Wrote {FLAGS.rescore}/rescored_filters.md")

@@ -23,7 +23,9 @@ cleanlab is imported only here, inside `run` (pip install cleanlab, or the
 """
 
 import csv
+import glob
 import io
+import os
 import time
 
 import keras
@@ -155,9 +157,6 @@ def rescore_filters(folders, filters=None, printer=print):
     reference row. Returns `(rows, markdown)`: rows `{noise, probabilities,
     filter_by, f1: [one per folder]}`, the table F1 as mean ± std.
     """
-    import glob
-    import os
-
     filters = tuple(label_issues.FILTERS if filters is None else filters)
     rows = {}
     for folder in folders:

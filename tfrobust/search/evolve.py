@@ -180,9 +180,14 @@ def initial_centroid(init, order):
     if info["order"] > order:
         raise ValueError(f"--init preset {init!r} has order {info['order']}, above --order={order}; "
                          f"use --order={info['order']} or a preset of order {order} or lower.")
-    centroid = np.zeros(taylor.num_coefficients(order))
-    centroid[: len(info["coefficients"])] = info["coefficients"]
-    return centroid
+    return _padded(info["coefficients"], order)
+
+
+def _padded(coefficients, order):
+    """A coefficient vector of a lower order in the layout of `order`: the same loss (see `initial_centroid`)."""
+    vector = np.zeros(taylor.num_coefficients(order))
+    vector[: len(coefficients)] = coefficients
+    return vector
 
 
 def loss_coefficients(names):
@@ -198,10 +203,7 @@ def loss_coefficients(names):
         else:
             losses.append(taylor.TaylorLoss.pretrained(name.removeprefix(_methods.TAYLOR_PRESET_PREFIX)))
     order = max(loss.order for loss in losses)
-    vectors = np.zeros((len(losses), taylor.num_coefficients(order)))
-    for row, loss in enumerate(losses):
-        vectors[row, : len(loss.coefficients)] = loss.coefficients
-    return vectors
+    return np.stack([_padded(loss.coefficients, order) for loss in losses])
 
 
 def score_losses(names, suite, *, seed=0, repeats=1, fitness_aggregation="ce_gain/mean", evaluator="auto",
