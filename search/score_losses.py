@@ -25,6 +25,8 @@ flags.DEFINE_string("suite", "broad2_selection", "A task suite name or a JSON su
 flags.DEFINE_integer("seed", 0, "The search seed whose final-selection task instances are used.")
 flags.DEFINE_integer("repeats", 1, "Seeds per task (search.evolve --selection_repeats).")
 flags.DEFINE_string("fitness_aggregation", "ce_gain/mean", "The fitness (search.evolve --fitness_aggregation).")
+flags.DEFINE_enum("population_pooling", "fused", list(evolve.population.POOLINGS),
+                  "The vectorised models' max pooling (search.evolve --population_pooling).")
 flags.DEFINE_string("output", "", "Also write the table to this Markdown file (and the raw results to .json).")
 
 
@@ -51,7 +53,8 @@ def main(argv):
         raise app.UsageError("--losses is required: TaylorLoss presets or taylor_file:PATH files, comma-separated.")
     try:
         instances, results = evolve.score_losses(FLAGS.losses, FLAGS.suite, seed=FLAGS.seed, repeats=FLAGS.repeats,
-                                                 fitness_aggregation=FLAGS.fitness_aggregation)
+                                                 fitness_aggregation=FLAGS.fitness_aggregation,
+                                                 pooling=FLAGS.population_pooling)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error)) from None
     text = (f"Suite {FLAGS.suite!r}, the final-selection instances of seed {FLAGS.seed}; fitness "
@@ -62,6 +65,7 @@ def main(argv):
         _io.write_text(FLAGS.output, text + "\n")
         _io.write_json(os.path.splitext(FLAGS.output)[0] + ".json", {
             "suite": FLAGS.suite, "seed": FLAGS.seed, "fitness_aggregation": FLAGS.fitness_aggregation,
+            "population_pooling": FLAGS.population_pooling,
             "losses": {name: {"fitness": r.fitness, "status": r.status, "accuracies": r.accuracies,
                               "error": r.error} for name, r in zip(FLAGS.losses, results)},
             "cross_entropy": results[0].reference_accuracies,

@@ -90,6 +90,14 @@ def test_each_aggregation_matches_numpy_through_evaluate_generation(spec):
         assert results[0].reference_accuracies == {i.key: c for i, c in zip(INSTANCES, CROSS_ENTROPY)}
 
 
+@pytest.mark.parametrize("pooling", ["fused", "reshape_max"])
+def test_the_population_pooling_reaches_every_vectorised_job(pooling):
+    run, calls = _fake_run_job()
+    evaluation.evaluate_generation(np.zeros((3, 8)), INSTANCES, evaluation.InlineExecutor(run),
+                                   evaluator="vectorized", pooling=pooling)
+    assert len(calls) == 4 and all(job.vectorized and job.pooling == pooling for job in calls)
+
+
 def test_the_aggregations_rank_differently():
     # The mean favours the candidate that excels on easy tasks; a low quantile the even one.
     assert np.argmax(_expected("mean")) == 0
@@ -136,6 +144,8 @@ def test_parsed_specs_and_the_resume_key():
     assert not fitness.parse_aggregation("mean").needs_reference
     assert "fitness_aggregation" not in evolve.SearchConfig().search_key()  # old checkpoints stay resumable
     assert evolve.SearchConfig(fitness_aggregation="quantile:0.25").search_key()["fitness_aggregation"] == "quantile:0.25"
+    assert "population_pooling" not in evolve.SearchConfig().search_key()
+    assert evolve.SearchConfig(population_pooling="reshape_max").search_key()["population_pooling"] == "reshape_max"
 
 
 def test_run_search_records_the_aggregated_fitness_and_the_reference(tmp_path, monkeypatch):

@@ -118,6 +118,38 @@ def test_max_pooling_matches_keras_per_member_with_gradients(spatial, pool_size,
         np.testing.assert_allclose(got_gradient.numpy()[..., member, :], gradient.numpy(), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_first_max_gradient_goes_to_the_first_tied_maximum_as_keras_does(jit_compile):
+    """Inputs on three levels, so most windows tie at a positive maximum: "first_max" gives each window's
+    gradient to its first maximum in row-major order, exactly as `MaxPooling2D` does, while "reshape_max"
+    shares it among the tied maxima."""
+    import tensorflow as tf
+
+    raw = np.random.default_rng(6).integers(0, 3, size=(4, 6, 6, POPULATION, 3)).astype("float32")
+
+    def pooled_gradient(inputs, pool):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            loss = tf.reduce_sum(pool(inputs) * tf.range(1.0, 4.0))
+        return tape.gradient(loss, inputs)
+
+    got = {name: tf.function(lambda x, name=name: pooled_gradient(x, population.PopulationMaxPool2D(2, name)),
+                             jit_compile=jit_compile)(tf.constant(raw)).numpy()
+           for name in ("first_max", "reshape_max")}
+    windows = raw.reshape(4, 3, 2, 3, 2, POPULATION, 3)
+    ties = (windows == windows.max(axis=(2, 4), keepdims=True)).sum(axis=(2, 4))
+    assert (ties > 1).mean() > 0.5 and (ties == 1).any()
+    for member in range(POPULATION):
+        expected = tf.function(lambda x: pooled_gradient(x, keras.layers.MaxPooling2D(2)), jit_compile=jit_compile)(
+            tf.constant(raw[..., member, :])).numpy()
+        # One nonzero entry (1, 2 or 3: the channel's weight) per window, at its first maximum.
+        assert (expected != 0).sum() == 4 * 3 * 3 * 3
+        np.testing.assert_array_equal(got["first_max"][..., member, :], expected)
+        # Sharing puts a fraction of the gradient on every tied maximum instead; the totals agree.
+        assert not np.array_equal(got["reshape_max"][..., member, :], expected)
+        np.testing.assert_allclose(got["reshape_max"][..., member, :].sum(), expected.sum(), rtol=1e-6)
+
+
 def test_max_pooling_rejects_an_unknown_implementation_naming_the_choices():
     with pytest.raises(ValueError, match="reshape_max"):
         population.PopulationMaxPool2D(2, implementation="avg")

@@ -23,13 +23,14 @@ def test_forward_pass_matches_single_models(architecture):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("pooling", ["fused", "reshape_max"])
 @pytest.mark.parametrize("architecture", ["cnn", "cnn_bn", "resnet_tiny"])
-def test_training_mode_outputs_gradients_and_statistics_match_single_models(architecture):
+def test_training_mode_outputs_gradients_and_statistics_match_single_models(architecture, pooling):
     import tensorflow as tf
 
     rng = np.random.default_rng(2)
     x = tf.constant(rng.random((6, 8, 8, 1)).astype("float32"))
-    stacked = population.build_population_model(architecture, (8, 8, 1), 10, 2)
+    stacked = population.build_population_model(architecture, (8, 8, 1), 10, 2, pooling=pooling)
     singles = [models.build_model(architecture, (8, 8, 1), 10, seed=10 * m) for m in range(2)]
     for member, single in enumerate(singles):
         # Random BatchNorm scales, offsets and statistics (not the identity defaults).
@@ -53,6 +54,31 @@ def test_training_mode_outputs_gradients_and_statistics_match_single_models(arch
         # Moving statistics updated from each member's own batch moments.
         for a, b in zip(population.member_weights(stacked, member), single.get_weights()):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["cnn", "cnn_bn", "resnet_tiny"])
+def test_fused_pooling_computes_the_same_outputs_exactly(architecture):
+    """Pooling before the bias and a non-decreasing activation is exact in float arithmetic too: rounding
+    is monotone, so max(x_i + b) = max(x_i) + b bit for bit."""
+    rng = np.random.default_rng(4)
+    x = rng.random((9, 8, 8, 1)).astype("float32")
+    fused, in_order = (population.build_population_model(architecture, (8, 8, 1), 10, 3, seed=5, pooling=pooling)
+                       for pooling in ("fused", "reshape_max"))
+    in_order.set_weights([rng.normal(size=w.shape).astype("float32") for w in fused.get_weights()])
+    fused.set_weights(in_order.get_weights())
+    outputs = np.asarray(fused(x, training=True))
+    assert np.isfinite(outputs).all() and outputs.std() > 1e-3
+    np.testing.assert_array_equal(outputs, np.asarray(in_order(x, training=True)))
+
+
+def test_fused_pooling_rejects_a_decreasing_activation():
+    with pytest.raises(ValueError, match="non-decreasing"):
+        population.PopulationConv2D(2, 4, 3, activation="sigmoid", pool_size=2)
+
+
+def test_an_unknown_pooling_names_the_choices():
+    with pytest.raises(ValueError, match="fused"):
+        population.build_population_model("cnn", (8, 8, 1), 10, 2, pooling="avg")
 
 
 def test_every_architecture_is_supported():

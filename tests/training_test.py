@@ -17,14 +17,17 @@ COEFFICIENTS = np.array(
 )
 
 
-@pytest.mark.parametrize("architecture, optimizer", [("mlp", "adam"), ("cnn", "momentum"), ("linear", "rmsprop")])
-def test_member_update_equals_standalone_training(architecture, optimizer):
+@pytest.mark.parametrize("architecture, optimizer, pooling", [
+    ("mlp", "adam", "fused"), ("cnn", "momentum", "fused"), ("cnn", "momentum", "reshape_max"),
+    ("linear", "rmsprop", "fused"),
+])
+def test_member_update_equals_standalone_training(architecture, optimizer, pooling):
     task = tasks.Task("digits", architecture, "symmetric:0.4", steps=15, batch_size=16, optimizer=optimizer,
                       learning_rate=0.01)
     data = training.prepare_task(tasks.TaskInstance(task, 5))
     singles = [models.build_model(architecture, data.input_shape, 10, seed=100 + 7 * m) for m in range(3)]
     initial = [np.stack(ws) for ws in zip(*[s.get_weights() for s in singles])]
-    trainer = training.PopulationTrainer(task, data.input_shape, 10, 3, 3)
+    trainer = training.PopulationTrainer(task, data.input_shape, 10, 3, 3, pooling=pooling)
     trainer.train(data, COEFFICIENTS, initial_weights=initial)
     for member, single in enumerate(singles):
         single.compile(optimizer=make_optimizer(optimizer, 0.01), loss=TaylorLoss(COEFFICIENTS[member]))

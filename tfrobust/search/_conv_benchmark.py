@@ -7,8 +7,9 @@ population trainer compiles it. Variants run round-robin and the median is
 kept, so load on a shared machine hits all of them alike. `search.throughput
 --conv_variants` prints the table; `_population_conv.FASTEST` records which
 won (figures in the README section of issue 10's population work).
-`time_pool_variants` does the same for `PopulationMaxPool2D`'s two
-implementations, on whole training steps (`search.throughput --pool_variants`).
+`time_pool_variants` does the same for the population model's poolings
+(`population.POOLINGS`), on whole training steps (`search.throughput
+--pool_variants`).
 """
 
 import statistics
@@ -139,7 +140,7 @@ def format_conv_table(rows, peak_gflops):
 def time_pool_variants(architecture, input_shape, population_size, num_classes=10, batch_size=64, repeats=7,
                        printer=print):
     """Milliseconds per whole population training step (forward, gradients, SGD update under XLA) with each
-    `PopulationMaxPool2D` implementation, round-robin, medians of `repeats`.
+    of `population.POOLINGS`, round-robin, medians of `repeats`.
 
     Returns `{implementation: ms}`. Whole steps rather than the layer alone:
     how XLA fuses the pooling's gradient with its neighbours is the point.
@@ -154,9 +155,9 @@ def time_pool_variants(architecture, input_shape, population_size, num_classes=1
     x = tf.constant(rng.normal(size=(batch_size,) + tuple(input_shape)).astype("float32"))
     y = tf.constant(rng.integers(0, num_classes, size=batch_size))
     steps = {}
-    for implementation in population.PopulationMaxPool2D.IMPLEMENTATIONS:
+    for implementation in population.POOLINGS:
         model = population.build_population_model(architecture, input_shape, num_classes, population_size, seed=0,
-                                                  pool_implementation=implementation)
+                                                  pooling=implementation)
         coefficients = np.full((population_size, taylor.num_coefficients(3)), 0.1, "float32")
         loss = population_loss.PopulationTaylorLoss(coefficients, order=3)
         optimizer = keras.optimizers.SGD(0.01)
@@ -210,15 +211,16 @@ def benchmark_pooling(architectures, input_shape, populations, batch_size=64, re
 
 
 def format_pool_table(rows):
-    """A Markdown table of `benchmark_pooling` rows: one line per architecture and population."""
+    """A Markdown table of `benchmark_pooling` rows: one line per architecture and population, with each
+    implementation's time over the first's."""
     names = list(dict.fromkeys(row["implementation"] for row in rows))
-    lines = ["| architecture | population | " + " | ".join(f"{name} ms" for name in names) + " | ratio |",
-             "|---|---:|" + "---:|" * (len(names) + 1)]
+    lines = ["| architecture | population | " + " | ".join(f"{name} ms" for name in names) + " | "
+             + " | ".join(f"{name} / {names[0]}" for name in names[1:]) + " |",
+             "|---|---:|" + "---:|" * (2 * len(names) - 1)]
     grouped = {}
     for row in rows:
         grouped.setdefault((row["architecture"], row["population"]), {})[row["implementation"]] = row["ms"]
     for (architecture, population_size), times in grouped.items():
-        ratio = times[names[-1]] / times[names[0]]
         lines.append(f"| {architecture} | {population_size} | " + " | ".join(f"{times[n]:.1f}" for n in names)
-                     + f" | {ratio:.2f}x |")
+                     + " | " + " | ".join(f"{times[n] / times[names[0]]:.2f}x" for n in names[1:]) + " |")
     return "\n".join(lines) + "\n"

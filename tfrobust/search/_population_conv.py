@@ -97,10 +97,11 @@ def _patch_einsum(inputs, kernel):
 
 
 def _member_loop(inputs, kernel):
-    shared = len(inputs.shape) == 4
-    members = [ops.conv(inputs if shared else inputs[:, :, :, m], kernel[m], padding="same")
-               for m in range(kernel.shape[0])]
-    return ops.stack(members, axis=3)
+    # unstack, not one slice per member: the gradient of P slices is P padded
+    # full-size tensors summed, the gradient of unstack one stack.
+    kernels = ops.unstack(kernel, axis=0)
+    member_inputs = [inputs] * len(kernels) if len(inputs.shape) == 4 else ops.unstack(inputs, axis=3)
+    return ops.stack([ops.conv(x, w, padding="same") for x, w in zip(member_inputs, kernels)], axis=3)
 
 
 def _grouped(inputs, kernel):

@@ -52,6 +52,7 @@ class Job:
     fitness_split: str = "clean"
     strategy: str = "off"
     reference: bool = False  # train cross-entropy (the fitness reference) instead of `coefficients`
+    pooling: str = "fused"  # the population model's max pooling (`population.POOLINGS`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +104,8 @@ def run_job(job):
         accuracy, finite = fitness.train_reference(data, strategy=job.strategy)
         accuracies, finite = np.array([accuracy]), np.array([finite])
     elif job.vectorized:
-        accuracies, finite = training.train_population(data, job.coefficients, strategy=job.strategy)
+        accuracies, finite = training.train_population(data, job.coefficients, strategy=job.strategy,
+                                                       pooling=job.pooling)
     else:
         results = [training.train_single(data, row, strategy=job.strategy) for row in job.coefficients]
         accuracies = np.array([r[0] for r in results])
@@ -258,11 +260,12 @@ def supports_vectorized(architecture):
 
 
 def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", fitness_split="clean", strategy="off",
-                        aggregation="mean"):
+                        aggregation="mean", pooling="fused"):
     """Scores every row of `coefficients` on every task instance.
 
     `aggregation` is a `tfrobust.search.fitness` spec ("mean", "quantile:0.25",
     "ce_gain/quantile:0.25", ...) or a parsed `fitness.Aggregation`.
+    `pooling` is the population models' max pooling (`population.POOLINGS`).
 
     Returns `(results, modes)`: one `CandidateResult` per row, and for each
     task the evaluator that ran it ("vectorized" or "per_candidate").
@@ -281,7 +284,8 @@ def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", 
             raise ValueError(f"Architecture {instance.task.architecture!r} has no population version.")
         modes[instance.key] = "vectorized" if vectorized else "per_candidate"
         if vectorized:
-            jobs.append(Job(instance, coefficients, tuple(range(population_size)), True, fitness_split, strategy))
+            jobs.append(Job(instance, coefficients, tuple(range(population_size)), True, fitness_split, strategy,
+                            pooling=pooling))
         else:
             for member in range(population_size):
                 jobs.append(Job(instance, coefficients[member : member + 1], (member,), False, fitness_split, strategy))

@@ -39,6 +39,7 @@ from tfrobust.losses import taylor
 from tfrobust.search import checkpoint
 from tfrobust.search import evaluation
 from tfrobust.search import fitness as fitness_lib
+from tfrobust.search import population
 from tfrobust.search import tasks as tasks_lib
 from tfrobust.search.checkpoint import BEST, CHECKPOINT, EVALUATIONS, has_run  # noqa: F401  (public names)
 
@@ -48,6 +49,7 @@ CHOICES = {
     "evaluator": evaluation.EVALUATORS,
     "executor": evaluation.EXECUTORS,
     "distribution_strategy": distribute.STRATEGIES,
+    "population_pooling": population.POOLINGS,
 }
 
 
@@ -88,6 +90,11 @@ class SearchConfig:
     num_workers: int = _setting(2, "Worker processes for --executor=processes.")
     ray_address: str = _setting("", "Address of an existing Ray cluster (empty: a local Ray instance).")
     distribution_strategy: str = _setting("off", "tf.distribute strategy each model trains under (mirrored: all GPUs).")
+    population_pooling: str = _setting(
+        "fused", "Max pooling of the vectorised evaluator's population models: fused (pooled before the bias and "
+                 "activation, gradient to the first maximum, as Keras's MaxPooling2D), or reshape_max, with which "
+                 "searches recorded before fused pooling (revision 27a8a9a and earlier) repeat exactly."
+    )
     selection_repeats: int = _setting(1, "Final selection: seeds per suite task.")
     selection_suite: str = _setting(
         "", "Final selection's suite (a name or a JSON suite file); empty: --task_suite itself. Use one whose "
@@ -138,7 +145,8 @@ class SearchConfig:
         keys = ("population_size", "sigma", "seed", "order", "task_suite", "tasks_per_generation",
                 "fitness_split", "init")
         # Only when not the default: runs checkpointed before the setting existed stay resumable.
-        extra = ("fitness_aggregation",) if self.fitness_aggregation != "mean" else ()
+        extra = (("fitness_aggregation",) if self.fitness_aggregation != "mean" else ()) + (
+            ("population_pooling",) if self.population_pooling != "fused" else ())
         return {k: getattr(self, k) for k in keys + extra}
 
 
@@ -207,7 +215,7 @@ def loss_coefficients(names):
 
 
 def score_losses(names, suite, *, seed=0, repeats=1, fitness_aggregation="ce_gain/mean", evaluator="auto",
-                 printer=print):
+                 pooling="fused", printer=print):
     """Scores TaylorLosses (see `loss_coefficients`) on every task of `suite` (a name, a JSON file or a
     `TaskSuite`), on the task instances a search with this `seed` and `repeats` uses for its final
     selection (`TaskSuite.fixed_instances`), with the search's fitness: the way to ask whether a search's
@@ -215,7 +223,8 @@ def score_losses(names, suite, *, seed=0, repeats=1, fitness_aggregation="ce_gai
 
     Returns `(instances, results)`: one `evaluation.CandidateResult` per name (accuracies per task instance,
     fitness, status, and cross-entropy's accuracies when the fitness needs them). `printer` gets a
-    progress line per training job (task, elapsed time, ETA).
+    progress line per training job (task, elapsed time, ETA). `pooling` is the population models' max
+    pooling (`search.evolve --population_pooling`).
     """
     suite = suite if isinstance(suite, tasks_lib.TaskSuite) else tasks_lib.load_suite(suite)
     tasks_lib.check_datasets(suite)
@@ -235,7 +244,7 @@ def score_losses(names, suite, *, seed=0, repeats=1, fitness_aggregation="ce_gai
 
     results, _ = evaluation.evaluate_generation(
         coefficients, instances, ProgressExecutor(), evaluator=evaluator,
-        fitness_split=suite.fitness_split, aggregation=fitness_aggregation,
+        fitness_split=suite.fitness_split, aggregation=fitness_aggregation, pooling=pooling,
     )
     return instances, results
 
@@ -391,7 +400,7 @@ def _run_generation(config, suite, state, creator, executor, watch, evaluations_
     results, modes = evaluation.evaluate_generation(
         np.array(individuals), instances, executor, evaluator=config.evaluator,
         fitness_split=suite.fitness_split, strategy=config.distribution_strategy,
-        aggregation=config.fitness_aggregation,
+        aggregation=config.fitness_aggregation, pooling=config.population_pooling,
     )
     # Recorded before the failure check, so a stopped run's log shows what failed;
     # a resume drops them with the rest of the unfinished generation.
@@ -458,7 +467,7 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
     results, _ = evaluation.evaluate_generation(
         np.array(candidates), instances, executor, evaluator=config.evaluator,
         fitness_split=suite.fitness_split, strategy=config.distribution_strategy,
-        aggregation=config.fitness_aggregation,
+        aggregation=config.fitness_aggregation, pooling=config.population_pooling,
     )
     watch.check(results, state["history"], "the final selection")
     winner = int(np.argmax([r.fitness for r in results]))

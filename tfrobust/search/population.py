@@ -67,10 +67,13 @@ class PopulationConv2D(keras.layers.Layer):
     output `(batch, H, W, population, filters)`. `implementation` is one of
     `_population_conv.IMPLEMENTATIONS` or "auto", the one measured fastest for
     the layer's shape (`_population_conv.choose`); all compute the same sums.
+    With `pool_size`, the output is max-pooled ("first_max") before the bias
+    and activation are applied, which equals pooling after them for a
+    non-decreasing activation (see `build_population_model`'s "fused").
     """
 
     def __init__(self, population_size, filters, kernel_size, activation=None, seed=None, implementation="auto",
-                 **kwargs):
+                 pool_size=None, **kwargs):
         super().__init__(**kwargs)
         self.population_size = population_size
         self.filters = filters
@@ -78,6 +81,11 @@ class PopulationConv2D(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self.seed = seed
         self.implementation = implementation
+        if pool_size and activation not in _MONOTONE_ACTIVATIONS:
+            raise ValueError(f"pool_size pools before the bias and activation, which equals pooling after them only "
+                             f"for a non-decreasing activation ({list(_MONOTONE_ACTIVATIONS)}); got {activation!r}. "
+                             f"Use a PopulationMaxPool2D layer after this one instead.")
+        self.pool_size = pool_size
 
     def build(self, input_shape):
         self.shared_input = len(input_shape) == 4
@@ -95,6 +103,10 @@ class PopulationConv2D(keras.layers.Layer):
 
     def call(self, inputs):
         outputs = _population_conv.population_conv(inputs, self.kernel, self.implementation)
+        if self.pool_size:
+            # max(relu(x + b)) = relu(max(x) + b): the bias and the activation
+            # then touch a pool_size**2 times smaller tensor.
+            outputs = max_pool(outputs, self.pool_size)
         return self.activation(outputs + self.bias)
 
 
@@ -102,23 +114,27 @@ class PopulationMaxPool2D(keras.layers.Layer):
     """2-D max pooling ('valid', stride = pool size) of `(batch, H, W, population, C)` inputs.
 
     `implementation`:
-        "reshape_max" (default): each window becomes two axes of a reshape,
-            which `ops.max` reduces. Under XLA on the CPU this trains much
-            faster than "max_pool", whose gradient (select-and-scatter)
-            dominated the cnn population's step: 27.4 ms against 74.0 ms per
-            SGD step at population 16 and 255 ms against 402 ms at 64, on one
-            core (`search.throughput --pool_variants`; figures in the README).
+        "first_max" (default): each window becomes two axes of a reshape,
+            which `ops.max` reduces; the gradient, written out, goes to the
+            first maximum of each window in row-major order, as
+            `MaxPooling2D`'s does, so a population member's gradients equal
+            a single model's even where a window's maximum is tied.
+        "reshape_max": the same reshape with reduce-max's own gradient,
+            which shares the gradient among tied maxima and counts them in a
+            second pass over the input (the population model's pooling up to
+            revision 27a8a9a, kept so the searches recorded then repeat).
         "max_pool": `ops.max_pool` over the members' channels side by side.
-    The outputs are identical. So are the gradients unless a window's maximum
-    is tied, where `max`'s gradient is shared among the tied inputs and
-    `MaxPooling2D`'s goes to one of them. Every architecture pools after a
-    ReLU, where tied zeros get no gradient either way; other ties have
-    probability zero.
+            Under XLA on the CPU its gradient (select-and-scatter) dominated
+            the cnn population's step: 27.4 ms against 74.0 ms per SGD step
+            at population 16 and 255 ms against 402 ms at 64, on one core
+            (`search.throughput --pool_variants`; figures in the README).
+    The outputs are identical, and so are the gradients unless a window's
+    maximum is tied.
     """
 
-    IMPLEMENTATIONS = ("reshape_max", "max_pool")
+    IMPLEMENTATIONS = ("first_max", "reshape_max", "max_pool")
 
-    def __init__(self, pool_size, implementation="reshape_max", **kwargs):
+    def __init__(self, pool_size, implementation="first_max", **kwargs):
         super().__init__(**kwargs)
         if implementation not in self.IMPLEMENTATIONS:
             raise ValueError(f"Unknown pooling implementation {implementation!r}; choose one of "
@@ -127,16 +143,48 @@ class PopulationMaxPool2D(keras.layers.Layer):
         self.implementation = implementation
 
     def call(self, inputs):
-        height, width, population, channels = inputs.shape[1:]
-        size = self.pool_size
-        if self.implementation == "max_pool":
-            merged = ops.reshape(inputs, (-1, height, width, population * channels))
-            pooled = ops.max_pool(merged, size, strides=size, padding="valid")
-            return ops.reshape(pooled, (-1,) + tuple(pooled.shape[1:3]) + (population, channels))
-        rows, columns = height // size, width // size
-        windows = ops.reshape(inputs[:, : rows * size, : columns * size],
-                              (-1, rows, size, columns, size, population, channels))
-        return ops.max(windows, axis=(2, 4))
+        return max_pool(inputs, self.pool_size, self.implementation)
+
+
+def max_pool(inputs, size, implementation="first_max"):
+    """'valid' max pooling of `(batch, H, W, population, C)` (see `PopulationMaxPool2D`)."""
+    height, width, population, channels = inputs.shape[1:]
+    if implementation == "max_pool":
+        merged = ops.reshape(inputs, (-1, height, width, population * channels))
+        pooled = ops.max_pool(merged, size, strides=size, padding="valid")
+        return ops.reshape(pooled, (-1,) + tuple(pooled.shape[1:3]) + (population, channels))
+    rows, columns = height // size, width // size
+    cropped = inputs[:, : rows * size, : columns * size]
+    shape = (-1, rows, size, columns, size, population, channels)
+    if implementation == "reshape_max":
+        return ops.max(ops.reshape(cropped, shape), axis=(2, 4))
+
+    @ops.custom_gradient
+    def first_max(cropped):
+        windows = ops.reshape(cropped, shape)
+        maxima = ops.max(windows, axis=(2, 4))
+
+        def gradient(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            # Window offsets in row-major order; each takes the gradient if it
+            # holds the maximum and no earlier offset did.
+            taken = None
+            rows_of_offsets = []
+            for i in range(size):
+                offsets = []
+                for j in range(size):
+                    hit = windows[:, :, i, :, j] == maxima
+                    if taken is not None:
+                        hit = ops.logical_and(hit, ops.logical_not(taken))
+                    taken = hit if taken is None else ops.logical_or(taken, hit)
+                    offsets.append(ops.where(hit, upstream, ops.zeros_like(upstream)))
+                rows_of_offsets.append(ops.stack(offsets, axis=3))
+            return ops.reshape(ops.stack(rows_of_offsets, axis=2), ops.shape(cropped))
+
+        return maxima, gradient
+
+    return first_max(cropped)
 
 
 class PopulationBatchNormalization(keras.layers.Layer):
@@ -209,6 +257,8 @@ def _stacked_initializer(initializer, population_size):
     return initialize
 
 
+_MONOTONE_ACTIVATIONS = (None, "linear", "relu")
+
 # Layer-spec kinds (see `tfrobust.models`) that have a population version here.
 SUPPORTED_KINDS = ("flatten", "dense", "conv", "maxpool", "batchnorm", "relu", "global_avg_pool", "residual")
 
@@ -222,8 +272,11 @@ def supports(architecture):
     return supported(models.architecture(architecture))
 
 
+POOLINGS = ("fused", "reshape_max", "max_pool")
+
+
 def build_population_model(architecture, input_shape, num_classes, population_size, *, seed=None,
-                           conv_implementation="auto", pool_implementation="reshape_max"):
+                           conv_implementation="auto", pooling="fused"):
     """A model mapping `(batch, *input_shape)` to probabilities `(batch, population, classes)`.
 
     `architecture` is a name in `tfrobust.models.ARCHITECTURES`; member m has
@@ -232,12 +285,26 @@ def build_population_model(architecture, input_shape, num_classes, population_si
     `conv_implementation` is passed to every `PopulationConv2D` past the
     first (for benchmarks; "auto" picks the fastest per layer); the first,
     whose input is shared, always takes the one measured fastest for it.
-    `pool_implementation` is passed to every `PopulationMaxPool2D` (for
-    benchmarks).
+    `pooling` is one of `POOLINGS`:
+        "fused" (default): a max pooling right after a convolution (whose
+            activation does not decrease) or a ReLU is applied before that
+            layer's bias and activation, which then touch a pool_size**2
+            times smaller tensor: max commutes with adding a per-channel
+            bias and with a non-decreasing activation, so the outputs are
+            the same, exactly. Gradients go to each window's first maximum
+            (`PopulationMaxPool2D`'s "first_max"), as `MaxPooling2D`'s do.
+        "reshape_max": the layers in the architecture's order with the
+            "reshape_max" pooling: the population model before fused pooling
+            (revision 27a8a9a and earlier). Equal to float rounding (the bias
+            gradient is summed over a larger tensor) and tied maxima, so
+            a search recorded before it repeats exactly only with this.
+        "max_pool": the layers in order with `ops.max_pool` (for benchmarks).
     """
+    if pooling not in POOLINGS:
+        raise ValueError(f"Unknown pooling {pooling!r}; choose one of {list(POOLINGS)}.")
     inputs = keras.Input(tuple(input_shape))
     x, _ = _apply(models.architecture(architecture), inputs, True, num_classes, population_size, seed,
-                  (conv_implementation, pool_implementation))
+                  (conv_implementation, pooling))
     outputs = keras.layers.Activation("softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"population_{architecture}")
 
@@ -245,13 +312,22 @@ def build_population_model(architecture, input_shape, num_classes, population_si
 def _apply(specs, x, shared, num_classes, population_size, seed, implementations, outer=None):
     """Applies the population layers of `specs` to `x`; returns `(output, shared)`.
 
-    `implementations` is `(conv_implementation, pool_implementation)`.
+    `implementations` is `(conv_implementation, pooling)`.
 
     `shared` is True until the first layer with weights gives `x` a population axis.
     """
+    pooled_early = set()  # indices of max-pooling specs already applied by the layer before them
     for index, spec in enumerate(specs):
+        if index in pooled_early:
+            continue
         layer_seed = models.layer_seed(seed, index, outer)
         kind = spec[0]
+        pool_size = None  # the following max pooling's, when this layer applies it first ("fused")
+        following = specs[index + 1] if index + 1 < len(specs) else None
+        if (following is not None and following[0] == "maxpool" and implementations[1] == "fused"
+                and ((kind == "relu" and not shared) or (kind == "conv" and spec[3] in _MONOTONE_ACTIVATIONS))):
+            pool_size = following[1]
+            pooled_early.add(index + 1)
         if kind in ("batchnorm", "residual") and shared:
             raise ValueError(f"A population model needs a layer with weights before {kind!r} (got {specs!r}).")
         if kind == "flatten":
@@ -261,14 +337,17 @@ def _apply(specs, x, shared, num_classes, population_size, seed, implementations
             shared = False
         elif kind == "conv":
             x = PopulationConv2D(population_size, spec[1], spec[2], spec[3], seed=layer_seed,
-                                 implementation="auto" if shared else implementations[0])(x)
+                                 implementation="auto" if shared else implementations[0], pool_size=pool_size)(x)
             shared = False
         elif kind == "maxpool":
+            pool_implementation = "first_max" if implementations[1] == "fused" else implementations[1]
             x = (keras.layers.MaxPooling2D(spec[1])(x) if shared
-                 else PopulationMaxPool2D(spec[1], implementation=implementations[1])(x))
+                 else PopulationMaxPool2D(spec[1], implementation=pool_implementation)(x))
         elif kind == "batchnorm":
             x = PopulationBatchNormalization()(x)
         elif kind == "relu":
+            if pool_size:
+                x = PopulationMaxPool2D(pool_size)(x)
             x = keras.layers.Activation("relu")(x)
         elif kind == "global_avg_pool":
             x = keras.layers.GlobalAveragePooling2D()(x) if shared else PopulationGlobalAveragePooling2D()(x)

@@ -203,8 +203,7 @@ def step_breakdown(architecture="mlp", population_size=64, dataset="digits", ste
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            trainer.model.fit(data.x_stream, data.y_stream, batch_size=batch_size, epochs=1, shuffle=False,
-                              verbose=0)
+            trainer.model.fit(data.batches(), epochs=1, verbose=0)
             times.append((time.perf_counter() - start) / steps * 1e3)
         result[f"train_{optimizer}_ms"] = statistics.median(times)
     forward = tf.function(lambda x: trainer.model(x, training=False), jit_compile=True)
@@ -363,8 +362,8 @@ def format_table(result):
                   _conv_benchmark.format_conv_table(result["conv_variants"], peak)]
     if result.get("pool_variants"):
         lines += ["", "Population max pooling: milliseconds per whole training step (forward, gradients, SGD "
-                  f"update) under XLA, batch {config['batch_size']}, medians of 7 round-robin runs; ratio = last "
-                  "implementation's time over the first's.", "",
+                  f"update) under XLA, batch {config['batch_size']}, medians of 7 round-robin runs, and each "
+                  "pooling's time over the first's.", "",
                   _conv_benchmark.format_pool_table(result["pool_variants"])]
     if "loss_step_ms" in result:
         lines += _diagnostic_lines(result)
