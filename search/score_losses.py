@@ -32,7 +32,8 @@ flags.DEFINE_string("output", "", "Also write the table to this Markdown file (a
 
 def format_scores(names, instances, results):
     """A Markdown table: one row per task instance (cross-entropy's accuracy when measured, then each
-    loss's), then each loss's fitness and status."""
+    loss's), then each loss's fitness, the number of task instances on which it beats the first loss (what
+    `search.evolve --selection_rule=majority` asks of a finalist against the start), and its status."""
     reference = results[0].reference_accuracies
     header = ["task"] + (["cross-entropy"] if reference else []) + list(names)
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
@@ -42,6 +43,9 @@ def format_scores(names, instances, results):
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("| **fitness** (x100) | " + ("| " if reference else "")
                  + " | ".join(f"**{100 * r.fitness:+.2f}**" for r in results) + " |")
+    lines.append("| tasks where it beats the first loss | " + ("| " if reference else "") + " | ".join(
+        ["(first)"] + [f"{evolve.tasks_won(r.accuracies, results[0].accuracies)}/{len(instances)}"
+                       for r in results[1:]]) + " |")
     lines.append("| status | " + ("| " if reference else "") + " | ".join(r.status for r in results) + " |")
     return "\n".join(lines)
 

@@ -186,8 +186,9 @@ def test_the_cross_entropy_reference_really_trains():
     assert again == accuracy  # same weights, batches and optimiser: the reference is reproducible
 
 
+@pytest.mark.parametrize("rule", evolve.SELECTION_RULES)
 @pytest.mark.parametrize("start_is_best", [True, False])
-def test_final_selection_can_keep_the_starting_point(tmp_path, monkeypatch, start_is_best):
+def test_final_selection_can_keep_the_starting_point(tmp_path, monkeypatch, start_is_best, rule):
     # Every candidate scores by its distance from the start (evolved_bundled): the start scores 1.0 and
     # everything else less when start_is_best, the start 0.0 and everything else more otherwise.
     start = evolve.initial_centroid("evolved_bundled", 3)
@@ -203,7 +204,7 @@ def test_final_selection_can_keep_the_starting_point(tmp_path, monkeypatch, star
     lines = []
     config = evolve.SearchConfig(output_dir=str(tmp_path / "run"), population_size=3, generations=1,
                                  task_suite="tiny", init="evolved_bundled", sigma=0.5, selection_candidates=2,
-                                 selection_include_start=True)
+                                 selection_include_start=True, selection_rule=rule)
     result = evolve.run_search(config, printer=lines.append)
     selection = result.record["selection"]
     assert [entry["label"] for entry in selection] == ["centroid", "cand1", "start"]
@@ -219,7 +220,42 @@ def test_final_selection_can_keep_the_starting_point(tmp_path, monkeypatch, star
         assert result.record["provenance"]["fitness"] == pytest.approx(max(others))
         assert result.record["provenance"]["selected"] != "the starting point (--init=evolved_bundled)"
     assert any(line.startswith("Final selection") and "start " in line for line in lines)
+    # Every finalist records on how many of the selection's task instances it beats the start.
+    tasks = len(selection[-1]["accuracies"])
+    for entry in selection[:-1]:
+        assert entry["tasks_won_against_start"] == (0 if start_is_best else tasks)
     # Off (the default), the start is not re-scored.
-    off = evolve.run_search(dataclasses.replace(config, output_dir=str(tmp_path / "off"), selection_include_start=False),
-                            printer=lambda line: None)
+    off = evolve.run_search(dataclasses.replace(config, output_dir=str(tmp_path / "off"), selection_include_start=False,
+                                                selection_rule="fitness"), printer=lambda line: None)
     assert [entry["label"] for entry in off.record["selection"]] == ["centroid", "cand1"]
+
+
+def _result(fitness, accuracies):
+    return evaluation.CandidateResult(coefficients=[], fitness=fitness, status="ok", seconds=0.0,
+                                      accuracies={f"t{k}": a for k, a in enumerate(accuracies)})
+
+
+def test_the_majority_rule_keeps_the_start_against_a_finalist_that_wins_on_few_tasks():
+    start = _result(0.30, [0.5] * 6)
+    few_large = _result(0.50, [0.9, 0.9, 0.5, 0.4, 0.4, 0.4])  # highest fitness, beats the start on 2 of 6 (a tie)
+    most = _result(0.40, [0.6, 0.6, 0.6, 0.6, 0.4, 0.4])  # beats it on 4 of 6
+    half = _result(0.45, [0.6, 0.6, 0.6, 0.4, 0.4, 0.4])  # 3 of 6 is not more than half
+    assert evolve.tasks_won(few_large.accuracies, start.accuracies) == 2
+    assert evolve.select_winner([few_large, most, half, start], True, "fitness") == 0
+    assert evolve.select_winner([few_large, most, half, start], True, "majority") == 1
+    assert evolve.select_winner([few_large, half, start], True, "majority") == 2  # none qualifies: the start
+    # Beating the start on most tasks is not enough without a higher fitness.
+    worse = _result(0.20, [0.6, 0.6, 0.6, 0.6, 0.0, 0.0])
+    assert evolve.select_winner([worse, start], True, "majority") == 1
+    # A fitness tie keeps the start under either rule; without the start the highest fitness wins.
+    tie = _result(0.30, [0.6] * 6)
+    assert evolve.select_winner([tie, start], True, "fitness") == 1
+    assert evolve.select_winner([tie, start], True, "majority") == 1
+    assert evolve.select_winner([most, few_large], False) == 1
+
+
+def test_the_majority_rule_needs_the_start():
+    with pytest.raises(ValueError, match="--selection_include_start"):
+        evolve.SearchConfig(selection_rule="majority").validate()
+    with pytest.raises(ValueError, match="fitness"):
+        evolve.SearchConfig(selection_rule="vote", selection_include_start=True).validate()

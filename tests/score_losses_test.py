@@ -1,5 +1,6 @@
 """search.score_losses: TaylorLosses scored on a suite's final-selection instances with a search's fitness."""
 
+import json
 import os
 import subprocess
 import sys
@@ -45,13 +46,19 @@ def test_scores_are_accuracy_gains_over_cross_entropy_and_repeatable():
 
 def test_script_prints_the_table_and_names_bad_input(tmp_path):
     out = tmp_path / "scores.md"
-    command = [sys.executable, "-m", "search.score_losses", "--suite=tiny", "--losses=evolved_bundled",
+    command = [sys.executable, "-m", "search.score_losses", "--suite=tiny", "--losses=evolved_bundled,mae",
                f"--output={out}"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "| task | cross-entropy | evolved_bundled |" in result.stdout and "| status | | ok |" in result.stdout
+    assert "| task | cross-entropy | evolved_bundled | mae |" in result.stdout
+    assert "| status | | ok | ok |" in result.stdout
     assert out.read_text().strip() == result.stdout[result.stdout.index("Suite 'tiny'"):].strip()
-    assert (tmp_path / "scores.json").exists()
+    raw = json.loads((tmp_path / "scores.json").read_text())
+    [(key, first)] = raw["losses"]["evolved_bundled"]["accuracies"].items()
+    second = raw["losses"]["mae"]["accuracies"][key]
+    assert 0.1 < first <= 1.0 and 0.1 < second <= 1.0  # both trained above chance (ten classes)
+    assert f"| tasks where it beats the first loss | | (first) | {int(second > first)}/1 |" in result.stdout
+    assert raw["population_pooling"] == "fused"
     bad = subprocess.run(command[:3] + ["--losses=taylor:nonexistent"], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 1 and "nonexistent" in bad.stderr

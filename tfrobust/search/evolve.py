@@ -43,6 +43,9 @@ from tfrobust.search import population
 from tfrobust.search import tasks as tasks_lib
 from tfrobust.search.checkpoint import BEST, CHECKPOINT, EVALUATIONS, has_run  # noqa: F401  (public names)
 
+# How the final selection picks its winner (`select_winner`).
+SELECTION_RULES = ("fitness", "majority")
+
 # The flags of `search.evolve` that take one of a fixed set of values, and where that set lives.
 CHOICES = {
     "fitness_split": tasks_lib.FITNESS_SPLITS,
@@ -50,6 +53,7 @@ CHOICES = {
     "executor": evaluation.EXECUTORS,
     "distribution_strategy": distribute.STRATEGIES,
     "population_pooling": population.POOLINGS,
+    "selection_rule": SELECTION_RULES,
 }
 
 
@@ -109,6 +113,11 @@ class SearchConfig:
                "higher, so the search never returns a loss that does worse than its start on the selection tasks "
                "(the start's score is recorded either way)."
     )
+    selection_rule: str = _setting(
+        "fitness", "How the final selection picks: fitness (the highest final-selection fitness), or majority (with "
+                   "--selection_include_start: a finalist replaces the start only if it also beats the start on more "
+                   "than half of the selection task instances, so a few large gains cannot outvote many losses)."
+    )
     max_failure_fraction: float = _setting(
         0.5, "Stop the search when more than this share of its evaluations failed (raised, or the worker died)."
     )
@@ -139,6 +148,9 @@ class SearchConfig:
         tasks_lib.load_suite(self.task_suite, self.fitness_split)
         if self.selection_suite:
             tasks_lib.load_suite(self.selection_suite, self.fitness_split)
+        if self.selection_rule == "majority" and not self.selection_include_start:
+            raise ValueError("--selection_rule=majority compares the finalists with the starting point: add "
+                             "--selection_include_start.")
 
     def search_key(self):
         """The settings that define the search itself (a resumed run must match them)."""
@@ -247,6 +259,29 @@ def score_losses(names, suite, *, seed=0, repeats=1, fitness_aggregation="ce_gai
         fitness_split=suite.fitness_split, aggregation=fitness_aggregation, pooling=pooling,
     )
     return instances, results
+
+
+def tasks_won(accuracies, other):
+    """On how many task instances `accuracies` is strictly above `other` (dicts by instance key; a tie is no win)."""
+    return sum(accuracies[key] > other[key] for key in other)
+
+
+def select_winner(results, include_start, rule="fitness"):
+    """The index of the final selection's winner among `results` (the start last when `include_start`).
+
+    "fitness": the highest fitness; the start, when included, is kept unless a
+    finalist scores strictly higher. "majority": the start is kept unless a
+    finalist scores higher and also beats it on more than half of the task
+    instances; of those finalists, the highest fitness wins.
+    """
+    fitnesses = [r.fitness for r in results]
+    if not include_start:
+        return int(np.argmax(fitnesses))
+    start = results[-1]
+    eligible = [k for k in range(len(results) - 1) if results[k].fitness > start.fitness]
+    if rule == "majority":
+        eligible = [k for k in eligible if 2 * tasks_won(results[k].accuracies, start.accuracies) > len(start.accuracies)]
+    return max(eligible, key=lambda k: fitnesses[k]) if eligible else len(results) - 1
 
 
 def _creator():
@@ -470,12 +505,13 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
         aggregation=config.fitness_aggregation, pooling=config.population_pooling,
     )
     watch.check(results, state["history"], "the final selection")
-    winner = int(np.argmax([r.fitness for r in results]))
-    if config.selection_include_start and results[-1].fitness >= results[winner].fitness:
-        winner = len(results) - 1  # a tie keeps the start
+    winner = select_winner(results, config.selection_include_start, config.selection_rule)
+    won = ([tasks_won(r.accuracies, results[-1].accuracies) for r in results[:-1]]
+           if config.selection_include_start else [])
+    notes = [f" (beats the start on {w}/{len(instances)})" for w in won] + [""] * (len(results) - len(won))
     printer(
         f"Final selection on all {len(instances)} tasks of suite {selection_suite.name!r}: "
-        + ", ".join(f"{label} {r.fitness:.4f}" for label, r in zip(labels, results))
+        + ", ".join(f"{label} {r.fitness:.4f}{note}" for label, r, note in zip(labels, results, notes))
     )
     history = state["history"]
     provenance = {
@@ -493,6 +529,7 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
         },
         "fitness": results[winner].fitness,
         "fitness_aggregation": config.fitness_aggregation,
+        **({"selection_rule": config.selection_rule} if config.selection_rule != "fitness" else {}),
         "fitness_definition": f"{fitness_lib.parse_aggregation(config.fitness_aggregation).describe()} (accuracy "
                               f"on the {suite.fitness_split} validation split; all {len(instances)} task instances of "
                               f"suite {selection_suite.name!r}, final selection)",
@@ -509,7 +546,9 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
         results[winner].coefficients, config.order, provenance,
     )
     selection = [{"label": label, "coefficients": r.coefficients, "fitness": r.fitness, "accuracies": r.accuracies,
-                  "status": r.status, **({"error": r.error} if r.error else {})} for label, r in zip(labels, results)]
+                  "status": r.status, **({"error": r.error} if r.error else {}),
+                  **({"tasks_won_against_start": won[k]} if k < len(won) else {})}
+                 for k, (label, r) in enumerate(zip(labels, results))]
     record["selection"] = selection
     _io.write_json(best_path, record)
     _plot_loss(record, os.path.join(config.output_dir, "loss_curve.png"))
