@@ -150,7 +150,7 @@ def train_reference(data, *, strategy="off"):
         model.set_weights(data.initial_weights)
         model.compile(optimizer=make_optimizer(task.optimizer, task.learning_rate),
                       loss=keras.losses.SparseCategoricalCrossentropy())
-    model.fit(data.batches(), epochs=1, verbose=0)
+    model.fit(data.batches(), epochs=1, shuffle=False, verbose=0)
     finite = all(np.isfinite(weights).all() for weights in model.get_weights())
     probabilities = model.predict(data.x_score, batch_size=1024, verbose=0)
     return (float(training.accuracy_of(probabilities, data.y_score)) if finite else 0.0), finite

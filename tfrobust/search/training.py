@@ -109,7 +109,7 @@ def train_single(data, coefficients, *, strategy="off", jit_compile="auto"):
             loss=TaylorLoss(coefficients),
             jit_compile=jit_compile,
         )
-    model.fit(data.batches(), epochs=1, verbose=0)
+    model.fit(data.batches(), epochs=1, shuffle=False, verbose=0)
     finite = bool(_finite_members(model, 1)[0])
     probabilities = model.predict(data.x_score, batch_size=1024, verbose=0)
     return (float(accuracy_of(probabilities, data.y_score)) if finite else 0.0), finite
@@ -161,7 +161,7 @@ class PopulationTrainer:
             self.model.set_weights(initial_weights)
         for variable, value in zip(self.optimizer.variables, self._initial_optimizer_state):
             variable.assign(value)
-        self.model.fit(data.batches(), epochs=1, verbose=0)
+        self.model.fit(data.batches(), epochs=1, shuffle=False, verbose=0)
         finite = _finite_members(self.model, self.population_size)
         probabilities = self.model.predict(data.x_score, batch_size=1024, verbose=0)
         accuracies = np.where(finite, accuracy_of(probabilities, data.y_score), 0.0)
