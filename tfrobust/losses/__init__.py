@@ -32,6 +32,7 @@ from tfrobust.losses.poly import Poly1CrossEntropy
 from tfrobust.losses.sce import SymmetricCrossEntropy
 from tfrobust.losses.taylor import TaylorLoss
 from tfrobust.losses.taylor_ce import TaylorCrossEntropy
+from tfrobust.losses.uninformed import uninformed_prediction
 
 __all__ = [
     "ABSGD",
@@ -58,6 +59,7 @@ __all__ = [
     "ReverseCrossEntropy",
     "SymmetricCrossEntropy",
     "TaylorCrossEntropy",
+    "uninformed_prediction",
     "TaylorLoss",
     "mentor_training_data",
     "train_mentor",
