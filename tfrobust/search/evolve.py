@@ -506,12 +506,13 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
     )
     watch.check(results, state["history"], "the final selection")
     winner = select_winner(results, config.selection_include_start, config.selection_rule)
-    won = ([tasks_won(r.accuracies, results[-1].accuracies) for r in results[:-1]]
-           if config.selection_include_start else [])
-    notes = [f" (beats the start on {w}/{len(instances)})" for w in won] + [""] * (len(results) - len(won))
+    # Per entry: on how many task instances a finalist beats the start (None: the start itself, or no start).
+    won = ([tasks_won(r.accuracies, results[-1].accuracies) for r in results[:-1]] + [None]
+           if config.selection_include_start else [None] * len(results))
     printer(
         f"Final selection on all {len(instances)} tasks of suite {selection_suite.name!r}: "
-        + ", ".join(f"{label} {r.fitness:.4f}{note}" for label, r, note in zip(labels, results, notes))
+        + ", ".join(f"{label} {r.fitness:.4f}" + ("" if w is None else f" (beats the start on {w}/{len(instances)})")
+                    for label, r, w in zip(labels, results, won))
     )
     history = state["history"]
     provenance = {
@@ -547,8 +548,8 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
     )
     selection = [{"label": label, "coefficients": r.coefficients, "fitness": r.fitness, "accuracies": r.accuracies,
                   "status": r.status, **({"error": r.error} if r.error else {}),
-                  **({"tasks_won_against_start": won[k]} if k < len(won) else {})}
-                 for k, (label, r) in enumerate(zip(labels, results))]
+                  **({} if w is None else {"tasks_won_against_start": w})}
+                 for label, r, w in zip(labels, results, won)]
     record["selection"] = selection
     _io.write_json(best_path, record)
     _plot_loss(record, os.path.join(config.output_dir, "loss_curve.png"))

@@ -83,8 +83,9 @@ class PopulationConv2D(keras.layers.Layer):
         self.implementation = implementation
         if pool_size and activation not in _MONOTONE_ACTIVATIONS:
             raise ValueError(f"pool_size pools before the bias and activation, which equals pooling after them only "
-                             f"for a non-decreasing activation ({list(_MONOTONE_ACTIVATIONS)}); got {activation!r}. "
-                             f"Use a PopulationMaxPool2D layer after this one instead.")
+                             f"for a non-decreasing activation; the ones known here are "
+                             f"{list(_MONOTONE_ACTIVATIONS)}, got {activation!r}. Use a PopulationMaxPool2D layer "
+                             f"after this one instead.")
         self.pool_size = pool_size
 
     def build(self, input_shape):
@@ -257,6 +258,7 @@ def _stacked_initializer(initializer, population_size):
     return initialize
 
 
+# Activations that never decrease, so max pooling commutes with them (the architectures use these).
 _MONOTONE_ACTIVATIONS = (None, "linear", "relu")
 
 # Layer-spec kinds (see `tfrobust.models`) that have a population version here.
