@@ -140,3 +140,17 @@ def test_instance_noise_and_momentum_train_end_to_end_in_both_evaluators():
     single = [training.train_single(data, row)[0] for row in coefficients]
     assert finite.all() and population[0] > 0.4, population  # four classes: chance is 0.25
     np.testing.assert_allclose(population, single, atol=0.02)  # one model at a time or stacked: the same training
+
+
+def test_the_heavy_selection_suite_adds_80_percent_symmetric_noise_and_nothing_else():
+    import dataclasses
+
+    base, heavy = tasks.load_suite("broad2_selection"), tasks.load_suite("broad2_selection_heavy")
+    assert heavy.tasks[: len(base.tasks)] == base.tasks
+    added = heavy.tasks[len(base.tasks):]
+    assert len(added) == 4 and {t.noise for t in added} == {"symmetric:0.8"}
+    assert list(added) == [dataclasses.replace(t, noise="symmetric:0.8") for t in base.tasks
+                           if t.noise == "symmetric:0.5"]
+    assert heavy.tasks_per_generation == 16  # the final selection scores every task
+    assert not {tasks.dataset_family(t.dataset) for t in heavy.tasks} & set(tasks.HELDOUT["dataset_families"])
+    assert not {t.architecture for t in heavy.tasks} & set(tasks.HELDOUT["architectures"])
