@@ -19,6 +19,7 @@ tells which, for given label shares.
 
 import keras
 import numpy as np
+from scipy.special import softmax
 
 
 def uninformed_prediction(loss, label_shares, *, steps=2000, learning_rate=0.05):
@@ -54,7 +55,7 @@ def uninformed_prediction(loss, label_shares, *, steps=2000, learning_rate=0.05)
 
     def gradient(logits):
         shifted = logits + offsets  # (2C, C): each logit moved up, then down
-        probabilities = _softmax(shifted)
+        probabilities = softmax(shifted, axis=-1)
         predictions = np.repeat(probabilities, classes, axis=0).astype("float32")  # row i * C + y
         values = keras.ops.convert_to_numpy(loss.call(targets, predictions)).astype("float64")
         expected = values.reshape(2 * classes, classes) @ shares
@@ -68,9 +69,4 @@ def uninformed_prediction(loss, label_shares, *, steps=2000, learning_rate=0.05)
         rate = learning_rate * (1 - (t - 1) / steps)  # decayed to zero, so the descent settles
         update = rate * (first / (1 - 0.9**t)) / (np.sqrt(second / (1 - 0.999**t)) + 1e-8)
         logits = np.clip(logits - update, -30.0, 30.0)
-    return _softmax(logits[None])[0]
-
-
-def _softmax(logits):
-    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return exp / exp.sum(axis=-1, keepdims=True)
+    return softmax(logits)

@@ -212,6 +212,9 @@ def _heavy_selection(selection):
                      tasks_per_generation=len(selection.tasks) + len(heavy))
 
 
+_BROAD2_SUITES = _broad_suites("broad2", _BROAD2_OPTIMIZERS)
+
+
 def dataset_family(name):
     """The family of data set `name`: "procedural:FAMILY" for a procedural set, else the name itself."""
     if procedural.is_procedural(name):
@@ -255,9 +258,9 @@ SUITES = {
     **_broad_suites("broad", _BROAD_OPTIMIZERS),
     # The same with SGD at 0.1 (see _BROAD2_OPTIMIZERS): the suites for new broad searches. "broad" stays
     # for the searches the README reports.
-    **_broad_suites("broad2", _BROAD2_OPTIMIZERS),
+    **_BROAD2_SUITES,
     # broad2_selection with 80% symmetric noise added (see _heavy_selection).
-    "broad2_selection_heavy": _heavy_selection(_broad_suites("broad2", _BROAD2_OPTIMIZERS)["broad2_selection"]),
+    "broad2_selection_heavy": _heavy_selection(_BROAD2_SUITES["broad2_selection"]),
     # A tiny suite for tests and smoke runs.
     "tiny": TaskSuite("tiny", _grid(["digits"], ["linear"], ["symmetric:0.4"], steps=20, batch_size=32), 1),
 }
