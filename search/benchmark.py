@@ -45,7 +45,10 @@ flags.DEFINE_enum("preset", "default", sorted(benchmark.PRESETS),
                   " ".join(benchmark.describe_preset(name) + "." for name in benchmark.PRESETS))
 flags.DEFINE_list("methods", benchmark.default_methods(),
                   f"Methods: {benchmark.describe_method_names()}. Default: every method and TaylorLoss preset.")
-flags.DEFINE_list("datasets", list(_DEFAULTS.datasets), ", ".join(datasets.available()) + ", or any prepared TFDS data set.")
+flags.DEFINE_list("datasets", list(_DEFAULTS.datasets),
+                  ", ".join(datasets.available()) + ", a procedural set (e.g. procedural:strokes or "
+                  "procedural:templates:classes=5,difficulty=0.2: its KEY=VALUE commas are kept), or any prepared "
+                  "TFDS data set.")
 flags.DEFINE_list("architectures", list(_DEFAULTS.architectures), ", ".join(models.ARCHITECTURES) + ".")
 _NOISE_FORMS = {"none": "none", "matrix": "matrix:<" + "/".join(noise.MATRIX_FILE_EXTENSIONS) + " file>"}
 flags.DEFINE_list("noise", list(_DEFAULTS.noise),
@@ -93,7 +96,12 @@ def config_from_flags():
         if not FLAGS[name].present:
             continue
         value = FLAGS[name].value
-        if name in _AXES:
+        if name in ("datasets", "skip"):
+            try:  # procedural and TFDS names may hold commas: "procedural:templates:classes=5,seed=1"
+                value = tuple(datasets.split_names(value))
+            except ValueError as error:
+                raise app.UsageError(f"--{name}: {error}") from None
+        elif name in _AXES:
             value = tuple(item.strip() for item in value if item.strip())
         if name == "seeds":
             try:

@@ -48,31 +48,26 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.candidate:
         raise app.UsageError("--candidate is required: the method name of the loss to judge, as in results.csv.")
-    rows = []
-    for path in FLAGS.results:
-        if not os.path.isfile(path):
-            raise app.UsageError(f"No results file at {path!r}: run python -m search.benchmark first.")
-        rows += benchmark.read_results(path)
     candidates = list(dict.fromkeys(FLAGS.candidate))
     if FLAGS.plot and len(candidates) > 1:
         raise app.UsageError("--plot draws one candidate: give one --candidate with it.")
     peers = [p for p in FLAGS.peers if p not in candidates]
     try:
-        if FLAGS.preset:
-            rows = benchmark.BenchmarkConfig.from_preset(FLAGS.preset).select(rows)
+        rows = benchmark.read_grid(FLAGS.results, FLAGS.preset)
         verdicts = [benchmark.shipping_verdict(rows, candidate, peers, FLAGS.metric) for candidate in candidates]
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error)) from None
+    grid = benchmark.grid_name(FLAGS.preset)
     texts = [verdict.markdown() for verdict in verdicts]
     if len(verdicts) > 1:
         texts = [f"### {candidate}\n\n{text}" for candidate, text in zip(candidates, texts)]
-        texts.append("### The candidates compared\n\n" + benchmark.compare_candidates(verdicts))
+        texts.append("### The candidates compared\n\n" + benchmark.compare_candidates(verdicts, grid))
     text = "\n\n".join(texts)
     print(text)
     if FLAGS.output:
         _io.write_text(FLAGS.output, text + "\n")
     if FLAGS.plot:
-        print(f"Plot: {benchmark.plot_verdict(verdicts[0], FLAGS.plot)}")
+        print(f"Plot: {benchmark.plot_verdict(verdicts[0], FLAGS.plot, grid)}")
 
 
 if __name__ == "__main__":

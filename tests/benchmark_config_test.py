@@ -88,6 +88,11 @@ def test_script_help_dry_run_and_bad_flags():
     command, options = script("--preset=heldout", "--skip=", "--seeds=4", "--dry_run")
     result = subprocess.run(command, capture_output=True, timeout=120, **options)
     assert result.returncode == 0 and f"Preset heldout: {10 * 4 * 2} runs" in result.stdout, result.stderr
+    # A procedural name keeps its KEY=VALUE commas (2 data sets, not 3).
+    command, options = script("--datasets=digits,procedural:templates:classes=5,seed=1", "--methods=ce",
+                              "--architectures=mlp", "--noise=none", "--seeds=0", "--dry_run")
+    result = subprocess.run(command, capture_output=True, timeout=120, **options)
+    assert result.returncode == 0 and "Preset default: 2 runs" in result.stdout, result.stderr
     command, options = script("--noise=bogus:1", "--dry_run")
     result = subprocess.run(command, capture_output=True, timeout=120, **options)
     assert result.returncode != 0 and "noise spec" in result.stderr

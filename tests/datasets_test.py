@@ -24,6 +24,20 @@ def test_available():
     assert datasets.available() == ["digits", "mnist5k"]
 
 
+def test_split_names_joins_key_value_pieces_back_onto_their_name():
+    # What a comma-separated flag makes of procedural and TFDS names with settings.
+    pieces = "digits, procedural:templates:classes=5,difficulty=0.2,seed=7,mnist5k,ds/cfg/a=1,b=2,,procedural:strokes".split(",")
+    assert datasets.split_names(pieces) == [
+        "digits", "procedural:templates:classes=5,difficulty=0.2,seed=7", "mnist5k", "ds/cfg/a=1,b=2",
+        "procedural:strokes",
+    ]
+    # DATASET/ARCHITECTURE cells (--skip) split the same way.
+    assert datasets.split_names("procedural:templates:classes=5,seed=1/mlp,mnist5k/cnn".split(",")) == [
+        "procedural:templates:classes=5,seed=1/mlp", "mnist5k/cnn"]
+    with pytest.raises(ValueError, match="not a data set name"):
+        datasets.split_names(["seed=1", "digits"])
+
+
 def test_digits_shapes_ranges_and_partition(digits):
     source = load_digits()
     assert digits.x_train.shape[1:] == digits.input_shape == (8, 8, 1)

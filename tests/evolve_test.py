@@ -260,6 +260,32 @@ def test_final_selection_on_a_disjoint_suite_scores_only_its_tasks(tmp_path):
     assert best["provenance"]["budget"]["selection_suite"]["name"] == "selection-test"
     assert best["provenance"]["budget"]["task_suite"]["name"] == "resume-test"
     assert "suite 'selection-test'" in best["provenance"]["fitness_definition"]
+    # Every finalist is a coefficient file of its own: the selection's coefficients and fitness, the search's
+    # provenance, and the same loss when loaded.
+    labels = [entry["label"] for entry in best["selection"]]
+    assert labels == ["centroid", "cand1"]
+    assert sorted(os.listdir(out / evolve.FINALISTS)) == sorted(f"{label}.json" for label in labels)
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(10), size=16).astype("float32")
+    targets = np.arange(16) % 10
+    for entry in best["selection"]:
+        path = out / evolve.FINALISTS / f"{entry['label']}.json"
+        finalist = json.loads(path.read_text())
+        assert finalist["coefficients"] == entry["coefficients"] and finalist["order"] == best["order"]
+        assert finalist["provenance"]["fitness"] == entry["fitness"]
+        assert finalist["provenance"]["seed"] == 1 and finalist["provenance"]["selected"] == f"finalist {entry['label']!r}"
+        values = [np.asarray(TaylorLoss(entry["coefficients"], order=best["order"], reduction=None)(targets, probabilities)),
+                  np.asarray(TaylorLoss.from_file(str(path), reduction=None)(targets, probabilities))]
+        assert np.isfinite(values[0]).all() and values[0].std() > 1e-4
+        np.testing.assert_array_equal(values[1], values[0])
+    # The same files from the record alone (a search run before finalists were written).
+    (tmp_path / "copy").mkdir()
+    # Files written before finalists had labels list them in the same order.
+    unlabelled = {**best, "selection": [{k: v for k, v in e.items() if k != "label"} for e in best["selection"]]}
+    (tmp_path / "copy" / "best_coefficients.json").write_text(json.dumps(unlabelled))
+    again = evolve.export_finalists(str(tmp_path / "copy" / "best_coefficients.json"))
+    assert [open(p).read() for p in again] == [(out / evolve.FINALISTS / f"{label}.json").read_text() for label in labels]
+    with pytest.raises(ValueError, match="has no 'selection'"):
+        evolve.write_finalists({k: v for k, v in best.items() if k != "selection"}, str(tmp_path / "none"))
     with pytest.raises(ValueError, match="Unknown task suite 'nope'"):
         evolve.SearchConfig(selection_suite="nope").validate()
 

@@ -162,3 +162,41 @@ def test_several_candidates_are_compared_with_their_searches_and_the_spread_over
                             timeout=120)
     assert result.returncode == 1 and "--plot draws one candidate" in result.stderr
     assert not (tmp_path / "v.png").exists()
+
+
+def test_grid_agreement_ranks_methods_on_two_grids_as_worked_by_hand(tmp_path):
+    first = {"ce": 0.50, "gce": 0.60, "c1": 0.70, "c2": 0.80, "c3": 0.65}
+    second = {"ce": 0.40, "gce": 0.55, "c1": 0.90, "c2": 0.85, "c3": 0.30}
+    rows = _rows({m: {A: [v - 0.01, v + 0.01]} for m, v in first.items()})
+    # A method with a column missing on the second grid is left out of the comparison.
+    other = _rows({m: {B: [v, v], ("digits", "pairflip:0.3"): [v, v]} for m, v in second.items()}
+                  | {"partial": {B: [0.99, 0.99]}})
+    agreement = benchmark.grid_agreement(rows, other, ("validation", "held-out"), ["c1", "c2", "c3"])
+    assert agreement.methods == ("c2", "c1", "c3", "gce", "ce")  # best first on the first grid
+    assert agreement.means["c3"] == pytest.approx((0.65, 0.30))
+    # Ranks 1-5 against 2,1,5,3,4: sum d^2 = 1+1+4+1+1 = 8, rho = 1 - 6*8/(5*24) = 0.6. Candidates alone:
+    # ranks 1,2,3 against 2,1,3: rho = 1 - 6*2/(3*8) = 0.5.
+    assert agreement.rho == pytest.approx(0.6) and agreement.candidate_rho == pytest.approx(0.5)
+    assert agreement.pick(0) == "c2" and agreement.pick(1) == "c1" and agreement.rank("c2", 1) == 2
+    text = agreement.markdown()
+    assert "| c2 * | 80.0 | 1 | 85.0 | 2 |" in text and "| ce | 50.0 | 5 | 40.0 | 4 |" in text
+    assert "The validation grid picks c2 (85.0 on the held-out grid, rank 2)" in text and "+0.60" in text
+    with pytest.raises(ValueError, match=r"Candidate\(s\) \['partial'\]"):
+        benchmark.grid_agreement(rows, other, candidates=["partial"])
+    with pytest.raises(ValueError, match="needs 3"):
+        benchmark.grid_agreement(rows[:4], other)
+
+    from matplotlib import image
+
+    paths = [tmp_path / "first.csv", tmp_path / "second.csv"]
+    for path, grid in zip(paths, (rows, other)):
+        benchmark.write_results(str(path), grid)
+    command = [sys.executable, "-m", "search.grid_agreement", f"--results={paths[0]}", f"--against={paths[1]}",
+               "--preset=", "--against_preset=", f"--output={tmp_path / 'agreement.md'}",
+               f"--plot={tmp_path / 'agreement.png'}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    # Default candidates: the methods of both grids that are not held-out peers (partial is on one only).
+    assert "Over the 3 candidates alone: +0.50." in result.stdout
+    assert "| c2 * | 80.0 | 1 | 85.0 | 2 |" in (tmp_path / "agreement.md").read_text()
+    assert image.imread(str(tmp_path / "agreement.png")).std() > 0.05

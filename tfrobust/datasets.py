@@ -27,6 +27,7 @@ arguments returns the same arrays.
 import dataclasses
 import importlib.util
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -212,6 +213,39 @@ class NoisyDataset:
             f"test={len(self.y_test)}, num_classes={self.num_classes}, input_shape={self.input_shape}, "
             f"noise='{self.noise}', realised_rate={self.noisy_labels.realised_rate:.4f})"
         )
+
+
+_KEY_VALUE = re.compile(r"[A-Za-z_]\w*=")
+
+
+def split_names(items):
+    """Data set names from a comma-split list, with `KEY=VALUE` pieces joined back onto their name.
+
+    A procedural name ("procedural:templates:classes=5,seed=1") and a TFDS name
+    with builder arguments ("my_dataset/config/arg1=1,arg2=2") contain commas,
+    so a comma-separated flag splits them. A piece that starts with `KEY=` is
+    never a data set name of its own: it continues the name before it. Pieces
+    are stripped; empty ones are dropped. A `DATASET/ARCHITECTURE` cell ("...,
+    seed=1/mlp") is joined the same way.
+
+    Raises:
+        ValueError: the first piece starts with `KEY=` (no name to join it to).
+    """
+    names = []
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        if _KEY_VALUE.match(item):
+            if not names:
+                raise ValueError(
+                    f"{item!r} is a KEY=VALUE setting, not a data set name: write it after the name it belongs "
+                    "to, e.g. 'procedural:templates:classes=5,seed=1'."
+                )
+            names[-1] += "," + item
+        else:
+            names.append(item)
+    return names
 
 
 def available() -> list[str]:

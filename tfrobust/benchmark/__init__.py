@@ -27,7 +27,9 @@ Where things live (each a private module; the names below are the public face):
              How well susceptibility picks models without clean labels
              (`model_selection_report`, `python -m search.model_selection`).
   _verdict   Issue 10's rule for shipping a searched loss as the default
-             (`shipping_verdict`, `python -m search.heldout_verdict`).
+             (`shipping_verdict`, `python -m search.heldout_verdict`), and
+             whether one grid ranks methods as another does (`grid_agreement`,
+             `python -m search.grid_agreement`).
 The per-epoch metrics (`EpochMetrics`, `memorisation_metrics`) are
 evaluation, not benchmark: they live in `tfrobust.metrics`.
 
@@ -102,7 +104,12 @@ from tfrobust.benchmark._model_selection import candidate_models
 from tfrobust.benchmark._model_selection import model_selection_report
 from tfrobust.benchmark._config import HELDOUT_METHODS
 from tfrobust.benchmark._verdict import Verdict
+from tfrobust.benchmark._verdict import Agreement
 from tfrobust.benchmark._verdict import compare_candidates
+from tfrobust.benchmark._verdict import grid_agreement
+from tfrobust.benchmark._verdict import grid_name
+from tfrobust.benchmark._verdict import plot_agreement
 from tfrobust.benchmark._verdict import plot_verdict
+from tfrobust.benchmark._verdict import read_grid
 from tfrobust.benchmark._verdict import search_facts
 from tfrobust.benchmark._verdict import shipping_verdict

@@ -18,6 +18,29 @@ import numpy as np
 from tfrobust.benchmark import _tables
 
 
+def read_grid(paths, preset=""):
+    """The whole rows of several results.csv files read as one grid, kept to `preset`'s grid when given
+    (any method; see `BenchmarkConfig.select`).
+
+    Raises:
+        FileNotFoundError: a path holds no file (naming it and the command that writes it).
+    """
+    from tfrobust.benchmark import _config
+    from tfrobust.benchmark import _results
+
+    rows = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No results file at {path!r}: run python -m search.benchmark first.")
+        rows += _results.read_results(path)
+    return _config.BenchmarkConfig.from_preset(preset).select(rows) if preset else rows
+
+
+def grid_name(preset, fallback="benchmark"):
+    """How tables and plots name a preset's grid: "held-out" for issue 10's protocol, `fallback` for none."""
+    return {"heldout": "held-out", "": fallback}.get(preset, preset)
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
     """One method in one column: mean and standard deviation (ddof=1) over its seeds, in accuracy units."""
@@ -141,6 +164,119 @@ def shipping_verdict(rows, candidate, peers, metric="final_test_accuracy"):
     return Verdict(candidate, peers, metric, columns, cells, means, not reasons, tuple(reasons), tuple(outside))
 
 
+@dataclasses.dataclass(frozen=True)
+class Agreement:
+    """How two benchmark grids rank the same methods (`grid_agreement`).
+
+    `means` maps each method to its mean over the columns of each grid; `rho` and `p_value` are
+    Spearman's rank correlation of those means over `methods` (scipy.stats.spearmanr), and
+    `candidate_rho` the same over `candidates` alone (NaN with fewer than 3).
+    """
+
+    names: tuple  # the two grids' names, e.g. ("validation", "held-out")
+    metric: str
+    methods: tuple  # in order of the first grid's mean, best first
+    candidates: tuple
+    means: dict  # {method: (mean on the first grid, mean on the second)}
+    rho: float
+    p_value: float
+    candidate_rho: float
+
+    def rank(self, method, grid):
+        """1 for the best mean on `grid` (0 or 1) among `methods`."""
+        return 1 + sum(self.means[m][grid] > self.means[method][grid] for m in self.methods)
+
+    def pick(self, grid):
+        """The candidate with the best mean on `grid` (0 or 1)."""
+        return max(self.candidates, key=lambda m: self.means[m][grid])
+
+    def markdown(self):
+        first, second = self.names
+        lines = [
+            f"Mean `{self.metric}` (%) over each grid's columns, and the rank among {len(self.methods)} methods "
+            f"(candidates marked *).",
+            "",
+            f"| method | {first} mean | {first} rank | {second} mean | {second} rank |",
+            "|---|---|---|---|---|",
+        ]
+        for method in self.methods:
+            label = _short(method) + (" *" if method in self.candidates else "")
+            a, b = self.means[method]
+            lines.append(f"| {label} | {100 * a:.1f} | {self.rank(method, 0)} | {100 * b:.1f} | {self.rank(method, 1)} |")
+        lines += ["", f"Spearman's rank correlation of the two means over all {len(self.methods)} methods: "
+                  f"{self.rho:+.2f} (p = {self.p_value:.2g})."]
+        if self.candidates:
+            if len(self.candidates) >= 3:
+                lines[-1] += f" Over the {len(self.candidates)} candidates alone: {self.candidate_rho:+.2f}."
+            pick, best = self.pick(0), self.pick(1)
+            lines.append(
+                f"The {first} grid picks {_short(pick)} ({100 * self.means[pick][1]:.1f} on the {second} grid, rank "
+                f"{self.rank(pick, 1)}); the best candidate there is {_short(best)} ({100 * self.means[best][1]:.1f})."
+            )
+        return "\n".join(lines)
+
+
+def grid_agreement(rows, other_rows, names=("first", "second"), candidates=(), metric="final_test_accuracy"):
+    """Whether one benchmark grid ranks methods as another does: `Agreement` over the methods with every column
+    of both grids (rows are results.csv dicts, each list one grid). `candidates` are the methods a search would
+    choose among (for `Agreement.pick`); they must be among those methods.
+
+    Raises:
+        ValueError: fewer than 3 methods have whole rows on both grids, a cell lacks values, or a candidate
+            is missing from either grid.
+    """
+    from scipy import stats
+
+    means = []
+    for grid in (rows, other_rows):
+        cells, columns = _cells(grid, metric) if grid else ({}, ())
+        methods = {method for method, _ in cells}
+        means.append({m: float(np.mean([cells[(m, c)].mean for c in columns])) for m in methods
+                      if all((m, c) in cells for c in columns)})
+    missing = [c for c in candidates if c not in means[0] or c not in means[1]]
+    if missing:
+        raise ValueError(f"Candidate(s) {missing} lack whole rows on the {names[0]} or {names[1]} grid: run "
+                         "search.benchmark for them on both first.")
+    shared = sorted(set(means[0]) & set(means[1]), key=lambda m: -means[0][m])
+    if len(shared) < 3:
+        raise ValueError(f"Only {len(shared)} method(s) have whole rows on both grids; a rank correlation needs 3.")
+    both = {m: (means[0][m], means[1][m]) for m in shared}
+    rho, p_value = stats.spearmanr([both[m][0] for m in shared], [both[m][1] for m in shared])
+    candidates = tuple(dict.fromkeys(candidates))
+    candidate_rho = (float(stats.spearmanr([both[m][0] for m in candidates], [both[m][1] for m in candidates])[0])
+                     if len(candidates) >= 3 else math.nan)
+    return Agreement(tuple(names), metric, tuple(shared), candidates, both, float(rho), float(p_value), candidate_rho)
+
+
+def plot_agreement(agreement, path):
+    """A PNG scatter of each method's mean on the first grid (x) against the second (y); candidates as stars,
+    the first grid's pick circled. Returns `path`."""
+    from matplotlib.figure import Figure
+
+    from tfrobust import _io
+
+    figure = Figure(figsize=(7.5, 6))
+    axes = figure.subplots()
+    pick = agreement.pick(0) if agreement.candidates else None
+    for method in agreement.methods:
+        x, y = (100 * v for v in agreement.means[method])
+        candidate = method in agreement.candidates
+        axes.plot(x, y, "k*" if candidate else "o", markersize=11 if candidate else 7, alpha=0.85)
+        if method == pick:
+            axes.plot(x, y, "o", markersize=20, markerfacecolor="none", markeredgecolor="r")
+        axes.annotate(_short(method).replace("taylor_file:", "").replace("taylor:", ""), (x, y), fontsize=7,
+                      xytext=(4, 3), textcoords="offset points")
+    first, second = agreement.names
+    axes.set_xlabel(f"{first} grid: mean {agreement.metric} (%)")
+    axes.set_ylabel(f"{second} grid: mean {agreement.metric} (%)")
+    axes.set_title(f"Spearman rho {agreement.rho:+.2f} over {len(agreement.methods)} methods"
+                   + (f" (stars: candidates, {agreement.candidate_rho:+.2f}; red: the {first} grid's pick)"
+                      if len(agreement.candidates) >= 3 else ""), fontsize=9)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return _io.save_figure(figure, path, dpi=110)
+
+
 def search_facts(method):
     """What a `taylor_file:` candidate's file records of the search that made it: `{"order", "suite", "seed",
     "fitness", "fitness_definition", "selection_fitness"}` (None where the file or the field is missing, and
@@ -167,13 +303,13 @@ def search_facts(method):
     return facts
 
 
-def compare_candidates(verdicts):
+def compare_candidates(verdicts, grid="held-out"):
     """Several candidates judged on one grid (one `Verdict` each, same peers) as a Markdown table.
 
     Each row: the candidate's search (order, task suite, fitness, seed and final-selection score, from
-    its file), its held-out mean, its distance from the best peer's mean, how many columns fall outside
+    its file), its mean on the grid (named by `grid`), its distance from the best peer's mean, how many columns fall outside
     the best peer's spread, and the verdict. Then, for each search setting (order, suite and fitness)
-    with more than one candidate, the mean and spread (std, ddof=1) of their held-out means: how much a
+    with more than one candidate, the mean and spread (std, ddof=1) of their means: how much a
     search's outcome depends on its seed."""
     if not verdicts:
         raise ValueError("Give at least one verdict to compare.")
@@ -183,10 +319,11 @@ def compare_candidates(verdicts):
     best_peer = max(peers, key=lambda p: verdicts[0].means[p])
     best_mean = verdicts[0].means[best_peer]
     lines = [
-        f"Held-out mean over {len(verdicts[0].columns)} columns (%); best peer {best_peer} at {100 * best_mean:.1f}. "
+        f"{grid.capitalize()} mean over {len(verdicts[0].columns)} columns (%); best peer {best_peer} at "
+        f"{100 * best_mean:.1f}. "
         "Selection fitness (x100): the search's final-selection score, as its file records it.",
         "",
-        "| candidate | order | suite | fitness | search seed | selection fitness | held-out mean | vs best peer | "
+        f"| candidate | order | suite | fitness | search seed | selection fitness | {grid} mean | vs best peer | "
         "columns outside the spread | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -205,7 +342,7 @@ def compare_candidates(verdicts):
                f"{100 * np.std(means, ddof=1):.1f} over {len(means)} searches"
                for (order, suite, fitness), means in by_setting.items() if len(means) > 1]
     if spreads:
-        lines += ["", "Held-out mean over the search seeds of each order, suite and fitness, mean ± std: "
+        lines += ["", f"{grid.capitalize()} mean over the search seeds of each order, suite and fitness, mean ± std: "
                   + "; ".join(spreads) + "."]
     return "\n".join(lines)
 
@@ -220,7 +357,7 @@ def _short(method):
     return method
 
 
-def plot_verdict(verdict, path):
+def plot_verdict(verdict, path, grid="held-out"):
     """A PNG with the verdict's accuracies (left: each column, the candidate against every peer) and, when
     the candidate and some peers are losses, their shapes (right: `tfrobust.plotting.plot_loss_curves`'s
     normalised curves). Returns `path`."""
@@ -254,7 +391,7 @@ def plot_verdict(verdict, path):
     labels = [c.replace("procedural:", "").replace("/", "\n").replace(" ", "\n") for c in verdict.columns]
     axes[0].set_xticks(positions, labels, fontsize=7)
     axes[0].set_ylabel(f"{verdict.metric} (%), mean over seeds")
-    axes[0].set_title("Held-out columns: " + ("passes" if verdict.passed else "fails") + " the shipping rule")
+    axes[0].set_title(f"{grid.capitalize()} columns: " + ("passes" if verdict.passed else "fails") + " the shipping rule")
     axes[0].grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     if len(shapes) > 1:

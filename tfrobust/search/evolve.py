@@ -13,6 +13,7 @@ cause is fixed.
 
 Outputs in `output_dir` (file names in `tfrobust.search.checkpoint`):
   best_coefficients.json  the selected loss, loadable with `TaylorLoss.from_file`
+  finalists/<label>.json  every finalist of the final selection, each loadable the same way
   evaluations.jsonl       one line per candidate evaluation, with its status
   run.json                the run's settings, written before generation 0
   checkpoint.pkl          CMA-ES state, history and random state (atomic), and
@@ -552,10 +553,55 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
                  for label, r, w in zip(labels, results, won)]
     record["selection"] = selection
     _io.write_json(best_path, record)
+    write_finalists(record, config.output_dir)
     _plot_loss(record, os.path.join(config.output_dir, "loss_curve.png"))
     printer(f"Best coefficients: {best_path}  (fitness {results[winner].fitness:.4f})")
-    printer(f"Outputs: {config.output_dir}/{{{BEST}, {EVALUATIONS}, {CHECKPOINT}, fitness.png, loss_curve.png}}")
+    printer(f"Outputs: {config.output_dir}/{{{BEST}, {FINALISTS}/*.json, {EVALUATIONS}, {CHECKPOINT}, fitness.png, "
+            "loss_curve.png}")
     return record, selection
+
+
+FINALISTS = "finalists"
+
+
+def write_finalists(record, directory):
+    """Writes each finalist of a search's final selection as `directory/finalists/<label>.json`.
+
+    `record` is a search's best_coefficients.json record (with its "selection"). Each file is a
+    coefficient file (`TaylorLoss.from_file`, `search.benchmark --methods=taylor_file:...`) with the
+    search's provenance, its own final-selection fitness and, when the start was re-scored, on how many
+    selection tasks it beats the start, so finalists can be judged on another grid (e.g. `search.benchmark
+    --preset=validation`) without touching the held-out one. Returns the paths, in selection order.
+
+    Raises:
+        ValueError: the record has no final selection (a file written before selections were recorded).
+    """
+    entries = record.get("selection")
+    if not entries:
+        raise ValueError(f"Record {record.get('name')!r} has no 'selection': only a search's best_coefficients.json "
+                         "written by search.evolve lists its finalists.")
+    folder = os.path.join(directory, FINALISTS)
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for index, entry in enumerate(entries):
+        # Files written before finalists carried labels list them in the same order: the centroid, then cand1...
+        entry = {"label": "centroid" if index == 0 else f"cand{index}", **entry}
+        provenance = {**record["provenance"], "fitness": entry["fitness"], "selected": f"finalist {entry['label']!r}",
+                      **({"tasks_won_against_start": entry["tasks_won_against_start"]}
+                         if "tasks_won_against_start" in entry else {})}
+        finalist = taylor.preset_record(
+            f"{record['name']}_{entry['label']}", f"{record['description']} (final-selection finalist "
+            f"{entry['label']!r}, status {entry['status']})", entry["coefficients"], record["order"], provenance)
+        paths.append(os.path.join(folder, f"{entry['label']}.json"))
+        _io.write_json(paths[-1], finalist)
+    return paths
+
+
+def export_finalists(best_path):
+    """`write_finalists` for a search already run: reads its best_coefficients.json, writes next to it."""
+    with open(best_path) as handle:
+        record = json.load(handle)
+    return write_finalists(record, os.path.dirname(best_path) or ".")
 
 
 def _summary_writer(directory):
