@@ -154,3 +154,24 @@ def test_the_heavy_selection_suite_adds_80_percent_symmetric_noise_and_nothing_e
     assert heavy.tasks_per_generation == 16  # the final selection scores every task
     assert not {tasks.dataset_family(t.dataset) for t in heavy.tasks} & set(tasks.HELDOUT["dataset_families"])
     assert not {t.architecture for t in heavy.tasks} & set(tasks.HELDOUT["architectures"])
+
+
+def test_the_learnable_heavy_suites_put_80_percent_noise_on_learnable_sets_apart_from_validation_and_heldout():
+    from tfrobust import benchmark
+
+    search, selection = tasks.load_suite("broad2_learnable_heavy"), tasks.load_suite("broad2_selection_learnable_heavy")
+    assert len(search.tasks) == 32 and sum(t.noise == "symmetric:0.8" for t in search.tasks) == 8  # a quarter
+    base = tasks.load_suite("broad2_selection")
+    assert selection.tasks[: len(base.tasks)] == base.tasks and selection.tasks_per_generation == 16
+    added = selection.tasks[len(base.tasks):]
+    assert {t.noise for t in added} == {"symmetric:0.8"} and {t.architecture for t in added} == {"mlp", "cnn_bn"}
+    assert {(t.optimizer, t.learning_rate) for t in added} == {("adam", 1e-3), ("momentum", 0.1)}
+    # The search, its selection and the validation benchmark use three different templates sets (digits is
+    # the search's and the validation's by design); none touches the held-out families or architectures.
+    validation = set(benchmark.BenchmarkConfig.from_preset("validation").datasets)
+    searched, selected = {t.dataset for t in search.tasks}, {t.dataset for t in added}
+    assert not searched & selected and (searched | selected) & validation == {"digits"}
+    assert {tasks.dataset_family(d) for d in selected} == {"procedural:templates"}
+    for suite in (search, selection):
+        assert not {tasks.dataset_family(t.dataset) for t in suite.tasks} & set(tasks.HELDOUT["dataset_families"])
+        assert not {t.architecture for t in suite.tasks} & set(tasks.HELDOUT["architectures"])
