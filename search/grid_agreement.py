@@ -32,7 +32,7 @@ flags.DEFINE_list("against", ["runs/benchmark_heldout/results.csv"],
 flags.DEFINE_string("against_preset", "heldout", "Count only the rows of this preset's grid in --against (empty: "
                     "every row).")
 flags.DEFINE_list("candidates", [], "Methods a search would choose among (e.g. its taylor_file: results): each "
-                  "grid's pick among them is reported. Default: every method that is not a held-out peer.")
+                  "grid's pick among them is reported. Default: every method of both grids that is not a held-out peer.")
 flags.DEFINE_string("metric", "final_test_accuracy", "The results.csv column compared (higher is better).")
 flags.DEFINE_string("output", "", "Also write the text to this Markdown file.")
 flags.DEFINE_string("plot", "", "Also draw the methods' means (first grid against second) in this PNG.")
