@@ -33,7 +33,9 @@ flags.DEFINE_string("output", "", "Also write the table to this Markdown file (a
 def format_scores(names, instances, results):
     """A Markdown table: one row per task instance (cross-entropy's accuracy when measured, then each
     loss's), then each loss's fitness, the number of task instances on which it beats the first loss (what
-    `search.evolve --selection_rule=majority` asks of a finalist against the start), and its status."""
+    `search.evolve --selection_rule=majority` asks of a finalist against the start), with repeats the number
+    of tasks on which it falls below the first loss by more than that loss's seed spread (what
+    `--selection_rule=guarded` also asks), and its status."""
     reference = results[0].reference_accuracies
     header = ["task"] + (["cross-entropy"] if reference else []) + list(names)
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
@@ -46,6 +48,12 @@ def format_scores(names, instances, results):
     lines.append("| tasks where it beats the first loss | " + ("| " if reference else "") + " | ".join(
         ["(first)"] + [f"{evolve.tasks_won(r.accuracies, results[0].accuracies)}/{len(instances)}"
                        for r in results[1:]]) + " |")
+    if len(instances) > len({instance.task.key for instance in instances}):
+        tasks = len({instance.task.key for instance in instances})
+        lines.append("| tasks where it falls below the first loss by more than that loss's seed spread | "
+                     + ("| " if reference else "") + " | ".join(
+                         ["(first)"] + [f"{len(evolve.tasks_below_spread(r.accuracies, results[0].accuracies))}/{tasks}"
+                                        for r in results[1:]]) + " |")
     lines.append("| status | " + ("| " if reference else "") + " | ".join(r.status for r in results) + " |")
     return "\n".join(lines)
 

@@ -204,7 +204,8 @@ def test_final_selection_can_keep_the_starting_point(tmp_path, monkeypatch, star
     lines = []
     config = evolve.SearchConfig(output_dir=str(tmp_path / "run"), population_size=3, generations=1,
                                  task_suite="tiny", init="evolved_bundled", sigma=0.5, selection_candidates=2,
-                                 selection_include_start=True, selection_rule=rule)
+                                 selection_include_start=True, selection_rule=rule,
+                                 selection_repeats=2 if rule == "guarded" else 1)
     result = evolve.run_search(config, printer=lines.append)
     selection = result.record["selection"]
     assert [entry["label"] for entry in selection] == ["centroid", "cand1", "start"]
@@ -224,6 +225,12 @@ def test_final_selection_can_keep_the_starting_point(tmp_path, monkeypatch, star
     tasks = len(selection[-1]["accuracies"])
     for entry in selection[:-1]:
         assert entry["tasks_won_against_start"] == (0 if start_is_best else tasks)
+        # With repeats, also the tasks on which it falls below the start's spread (0 here: both seeds score alike).
+        if rule == "guarded":
+            assert list(entry["tasks_below_start_spread"]) == (["digits/linear/symmetric:0.4/20x32"] if start_is_best
+                                                              else [])
+        else:
+            assert "tasks_below_start_spread" not in entry
     # Off (the default), the start is not re-scored.
     off = evolve.run_search(dataclasses.replace(config, output_dir=str(tmp_path / "off"), selection_include_start=False,
                                                 selection_rule="fitness"), printer=lambda line: None)
@@ -252,6 +259,50 @@ def test_the_majority_rule_keeps_the_start_against_a_finalist_that_wins_on_few_t
     assert evolve.select_winner([tie, start], True, "fitness") == 1
     assert evolve.select_winner([tie, start], True, "majority") == 1
     assert evolve.select_winner([most, few_large], False) == 1
+
+
+def _repeated(fitness, per_task):
+    """A result with two instances ("TASK#1", "TASK#2") of each task: per_task maps a task to its two accuracies."""
+    return evaluation.CandidateResult(
+        coefficients=[], fitness=fitness, status="ok", seconds=0.0,
+        accuracies={f"{task}#{seed}": a for task, pair in per_task.items() for seed, a in zip((1, 2), pair)})
+
+
+def test_tasks_below_the_start_spread_match_a_hand_computation():
+    start = {"a/mlp#1": 0.6, "a/mlp#2": 0.8, "b/cnn#1": 0.5, "b/cnn#2": 0.5}
+    # Task a: the start's mean 0.7, spread (ddof=1) sqrt(0.02) = 0.1414. Task b: spread 0.
+    within = {"a/mlp#1": 0.6, "a/mlp#2": 0.6, "b/cnn#1": 0.5, "b/cnn#2": 0.5}  # a: 0.1 short, within the spread
+    assert evolve.tasks_below_spread(within, start) == {}
+    outside = {"a/mlp#1": 0.5, "a/mlp#2": 0.5, "b/cnn#1": 0.5, "b/cnn#2": 0.49}  # a: 0.2 short; b: 0.005 against 0
+    below = evolve.tasks_below_spread(outside, start)
+    assert sorted(below) == ["a/mlp", "b/cnn"]
+    assert below["a/mlp"] == pytest.approx((0.2, np.sqrt(0.02)))
+    assert below["b/cnn"] == pytest.approx((0.005, 0.0))
+    assert evolve.tasks_below_spread(start, start) == {}  # nothing falls short of itself
+    with pytest.raises(ValueError, match="selection_repeats=2"):
+        evolve.tasks_below_spread({"a/mlp#1": 0.5}, {"a/mlp#1": 0.6})
+
+
+def test_the_guarded_rule_rejects_a_majority_winner_that_loses_one_task_outside_the_start_spread():
+    # Four tasks, two seeds each: the start's spreads are 0.05 * sqrt(2) = 0.0707 everywhere.
+    start = _repeated(0.0, {t: (0.45, 0.55) for t in "abcd"})
+    # Wins 6 of 8 instances and has the highest fitness, but task d falls 0.3 short.
+    one_large_loss = _repeated(0.3, {"a": (0.9, 0.9), "b": (0.9, 0.9), "c": (0.9, 0.9), "d": (0.2, 0.2)})
+    # Wins 6 of 8 with a smaller fitness; task d is 0.05 short, inside the spread.
+    steady = _repeated(0.1, {"a": (0.6, 0.6), "b": (0.6, 0.6), "c": (0.6, 0.6), "d": (0.45, 0.45)})
+    assert evolve.tasks_won(one_large_loss.accuracies, start.accuracies) == 6
+    assert evolve.tasks_won(steady.accuracies, start.accuracies) == 6
+    assert evolve.select_winner([one_large_loss, steady, start], True, "majority") == 0
+    assert evolve.select_winner([one_large_loss, steady, start], True, "guarded") == 1
+    assert evolve.select_winner([one_large_loss, start], True, "guarded") == 1  # none qualifies: the start
+
+
+def test_the_guarded_rule_needs_the_start_and_repeats():
+    with pytest.raises(ValueError, match="--selection_include_start"):
+        evolve.SearchConfig(selection_rule="guarded", selection_repeats=2).validate()
+    with pytest.raises(ValueError, match="--selection_repeats=2"):
+        evolve.SearchConfig(selection_rule="guarded", selection_include_start=True).validate()
+    evolve.SearchConfig(selection_rule="guarded", selection_include_start=True, selection_repeats=2).validate()
 
 
 def test_the_majority_rule_needs_the_start():

@@ -62,3 +62,27 @@ def test_script_prints_the_table_and_names_bad_input(tmp_path):
     bad = subprocess.run(command[:3] + ["--losses=taylor:nonexistent"], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 1 and "nonexistent" in bad.stderr
+
+
+def test_the_table_counts_tasks_below_the_first_loss_spread_when_tasks_repeat():
+    sys.path.insert(0, REPO)
+    from search import score_losses
+    from tfrobust.search import evaluation, tasks as tasks_lib
+
+    task_a, task_b = (tasks_lib.Task("digits", arch, "symmetric:0.4", steps=20, batch_size=32) for arch in ("mlp", "cnn"))
+    instances = [tasks_lib.TaskInstance(task, seed) for seed in (1, 2) for task in (task_a, task_b)]
+
+    def result(values):
+        return evaluation.CandidateResult(coefficients=[], fitness=0.0, status="ok", seconds=0.0,
+                                          accuracies={i.key: v for i, v in zip(instances, values)})
+
+    # First loss: task a at 0.6 and 0.8 (spread 0.141), task b at 0.5 twice (spread 0). The second falls
+    # 0.2 short on a and 0.01 on b: below both; the third 0.1 short on a only: within its spread.
+    first, second, third = result([0.6, 0.5, 0.8, 0.5]), result([0.5, 0.49, 0.5, 0.49]), result([0.6, 0.5, 0.6, 0.5])
+    table = score_losses.format_scores(["first", "second", "third"], instances, [first, second, third])
+    assert ("| tasks where it falls below the first loss by more than that loss's seed spread | (first) | 2/2 | 0/2 |"
+            in table)
+    assert "| tasks where it beats the first loss | (first) | 0/4 | 0/4 |" in table
+    single = score_losses.format_scores(["first", "third"], instances[:2],
+                                        [result([0.6, 0.5]), result([0.5, 0.5])])
+    assert "seed spread" not in single  # one instance per task: no spread, no row

@@ -45,7 +45,7 @@ from tfrobust.search import tasks as tasks_lib
 from tfrobust.search.checkpoint import BEST, CHECKPOINT, EVALUATIONS, has_run  # noqa: F401  (public names)
 
 # How the final selection picks its winner (`select_winner`).
-SELECTION_RULES = ("fitness", "majority")
+SELECTION_RULES = ("fitness", "majority", "guarded")
 
 # The flags of `search.evolve` that take one of a fixed set of values, and where that set lives.
 CHOICES = {
@@ -117,7 +117,10 @@ class SearchConfig:
     selection_rule: str = _setting(
         "fitness", "How the final selection picks: fitness (the highest final-selection fitness), or majority (with "
                    "--selection_include_start: a finalist replaces the start only if it also beats the start on more "
-                   "than half of the selection task instances, so a few large gains cannot outvote many losses)."
+                   "than half of the selection task instances, so a few large gains cannot outvote many losses), or "
+                   "guarded (majority, and on no selection task is the finalist's mean over --selection_repeats below "
+                   "the start's by more than the start's seed spread there: the held-out rule's test per column, so a "
+                   "large loss on one task cannot hide behind wins on others; needs --selection_repeats of 2 or more)."
     )
     max_failure_fraction: float = _setting(
         0.5, "Stop the search when more than this share of its evaluations failed (raised, or the worker died)."
@@ -149,9 +152,12 @@ class SearchConfig:
         tasks_lib.load_suite(self.task_suite, self.fitness_split)
         if self.selection_suite:
             tasks_lib.load_suite(self.selection_suite, self.fitness_split)
-        if self.selection_rule == "majority" and not self.selection_include_start:
-            raise ValueError("--selection_rule=majority compares the finalists with the starting point: add "
-                             "--selection_include_start.")
+        if self.selection_rule in ("majority", "guarded") and not self.selection_include_start:
+            raise ValueError(f"--selection_rule={self.selection_rule} compares the finalists with the starting point: "
+                             "add --selection_include_start.")
+        if self.selection_rule == "guarded" and self.selection_repeats < 2:
+            raise ValueError("--selection_rule=guarded compares a finalist with the start's seed spread on each "
+                             f"selection task, which needs --selection_repeats=2 or more; got {self.selection_repeats}.")
 
     def search_key(self):
         """The settings that define the search itself (a resumed run must match them)."""
@@ -267,21 +273,56 @@ def tasks_won(accuracies, other):
     return sum(accuracies[key] > other[key] for key in other)
 
 
+def _task_of(instance_key):
+    """The task key of a task instance key ("TASK#SEED")."""
+    return instance_key.rpartition("#")[0] or instance_key
+
+
+def tasks_below_spread(accuracies, start):
+    """The tasks on which `accuracies` falls short of `start` by more than the start's seed spread.
+
+    Both are dicts by task instance key ("TASK#SEED"); the instances of one task (its
+    `--selection_repeats`) are pooled. A task is listed, with `(shortfall, spread)`, when the
+    start's mean accuracy over its instances exceeds the other's by more than the sample standard
+    deviation (ddof=1) of the start's accuracies there: the test the held-out rule applies per
+    column (`tfrobust.benchmark.shipping_verdict`). Raises ValueError when a task has a single
+    instance (no spread).
+    """
+    by_task = {}
+    for key in start:
+        by_task.setdefault(_task_of(key), []).append(key)
+    below = {}
+    for task, keys in by_task.items():
+        if len(keys) < 2:
+            raise ValueError(f"Task {task!r} has one instance: a seed spread needs two or more "
+                             "(--selection_repeats=2).")
+        reference = np.array([start[k] for k in keys], dtype=float)
+        shortfall = float(reference.mean() - np.mean([accuracies[k] for k in keys]))
+        spread = float(reference.std(ddof=1))
+        if shortfall > spread:
+            below[task] = (shortfall, spread)
+    return below
+
+
 def select_winner(results, include_start, rule="fitness"):
     """The index of the final selection's winner among `results` (the start last when `include_start`).
 
     "fitness": the highest fitness; the start, when included, is kept unless a
     finalist scores strictly higher. "majority": the start is kept unless a
     finalist scores higher and also beats it on more than half of the task
-    instances; of those finalists, the highest fitness wins.
+    instances; of those finalists, the highest fitness wins. "guarded": as
+    majority, and the finalist must not fall below the start by more than the
+    start's seed spread on any task (`tasks_below_spread`).
     """
     fitnesses = [r.fitness for r in results]
     if not include_start:
         return int(np.argmax(fitnesses))
     start = results[-1]
     eligible = [k for k in range(len(results) - 1) if results[k].fitness > start.fitness]
-    if rule == "majority":
+    if rule in ("majority", "guarded"):
         eligible = [k for k in eligible if 2 * tasks_won(results[k].accuracies, start.accuracies) > len(start.accuracies)]
+    if rule == "guarded":
+        eligible = [k for k in eligible if not tasks_below_spread(results[k].accuracies, start.accuracies)]
     return max(eligible, key=lambda k: fitnesses[k]) if eligible else len(results) - 1
 
 
@@ -510,10 +551,15 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
     # Per entry: on how many task instances a finalist beats the start (None: the start itself, or no start).
     won = ([tasks_won(r.accuracies, results[-1].accuracies) for r in results[:-1]] + [None]
            if config.selection_include_start else [None] * len(results))
+    # Per entry, with the start and repeats: the tasks on which a finalist falls outside the start's spread.
+    below = ([tasks_below_spread(r.accuracies, results[-1].accuracies) for r in results[:-1]] + [None]
+             if config.selection_include_start and config.selection_repeats > 1 else [None] * len(results))
     printer(
         f"Final selection on all {len(instances)} tasks of suite {selection_suite.name!r}: "
-        + ", ".join(f"{label} {r.fitness:.4f}" + ("" if w is None else f" (beats the start on {w}/{len(instances)})")
-                    for label, r, w in zip(labels, results, won))
+        + ", ".join(f"{label} {r.fitness:.4f}" + ("" if w is None else f" (beats the start on {w}/{len(instances)}"
+                                                  + ("" if b is None else f", below its spread on {len(b)} tasks")
+                                                  + ")")
+                    for label, r, w, b in zip(labels, results, won, below))
     )
     history = state["history"]
     provenance = {
@@ -549,8 +595,10 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
     )
     selection = [{"label": label, "coefficients": r.coefficients, "fitness": r.fitness, "accuracies": r.accuracies,
                   "status": r.status, **({"error": r.error} if r.error else {}),
-                  **({} if w is None else {"tasks_won_against_start": w})}
-                 for label, r, w in zip(labels, results, won)]
+                  **({} if w is None else {"tasks_won_against_start": w}),
+                  **({} if b is None else {"tasks_below_start_spread": {
+                      task: {"shortfall": shortfall, "spread": spread} for task, (shortfall, spread) in b.items()}})}
+                 for label, r, w, b in zip(labels, results, won, below)]
     record["selection"] = selection
     _io.write_json(best_path, record)
     write_finalists(record, config.output_dir)
