@@ -6,7 +6,8 @@
 Trains each loss (and cross-entropy, when the fitness is relative to it) on every task of --suite, on
 the task instances that `search.evolve --seed=SEED --selection_suite=SUITE` re-scores its finalists on,
 and prints each loss's accuracy per task and its fitness (`--output` also writes it, with the raw
-accuracies in a JSON file beside it). A failed or non-finite run is shown in the table and makes the
+accuracies in a JSON file beside it), then which loss each `search.evolve --selection_rule` would keep
+with the first loss as the start and the others as its finalists. A failed or non-finite run is shown in the table and makes the
 command exit 1. The work is done by `tfrobust.search.evolve.score_losses`.
 """
 
@@ -58,6 +59,16 @@ def format_scores(names, instances, results):
     return "\n".join(lines)
 
 
+def rule_picks(names, instances, results):
+    """What each `search.evolve --selection_rule` would keep if the first loss were the start and the others
+    its finalists: `{rule: name}` (guarded only when the instances repeat tasks, as it needs a seed spread)."""
+    ordered = list(results[1:]) + [results[0]]  # select_winner takes the start last
+    names = list(names[1:]) + [names[0]]
+    repeated = len(instances) > len({instance.task.key for instance in instances})
+    return {rule: names[evolve.select_winner(ordered, True, rule)] for rule in evolve.SELECTION_RULES
+            if rule != "guarded" or repeated}
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -72,6 +83,10 @@ def main(argv):
     text = (f"Suite {FLAGS.suite!r}, the final-selection instances of seed {FLAGS.seed}; fitness "
             f"{FLAGS.fitness_aggregation}; accuracy (%) on the clean validation split.\n\n"
             + format_scores(FLAGS.losses, instances, results))
+    if len(results) > 1 and all(r.status == evaluation.STATUS_OK for r in results):
+        text += ("\n\nWith the first loss as the start and the others as finalists, `search.evolve` would keep: "
+                 + "; ".join(f"{rule}: {name}" for rule, name in rule_picks(FLAGS.losses, instances, results).items())
+                 + ".")
     print(text)
     if FLAGS.output:
         _io.write_text(FLAGS.output, text + "\n")

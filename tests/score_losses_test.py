@@ -59,6 +59,7 @@ def test_script_prints_the_table_and_names_bad_input(tmp_path):
     assert 0.1 < first <= 1.0 and 0.1 < second <= 1.0  # both trained above chance (ten classes)
     assert f"| tasks where it beats the first loss | | (first) | {int(second > first)}/1 |" in result.stdout
     assert raw["population_pooling"] == "fused"
+    assert "would keep: fitness: " in result.stdout and "guarded" not in result.stdout.split("would keep:")[1]
     bad = subprocess.run(command[:3] + ["--losses=taylor:nonexistent"], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 1 and "nonexistent" in bad.stderr
@@ -83,6 +84,15 @@ def test_the_table_counts_tasks_below_the_first_loss_spread_when_tasks_repeat():
     assert ("| tasks where it falls below the first loss by more than that loss's seed spread | (first) | 2/2 | 0/2 |"
             in table)
     assert "| tasks where it beats the first loss | (first) | 0/4 | 0/4 |" in table
+    # As a start with two finalists: neither wins a majority, so every rule that compares keeps the start; the
+    # fitness rule with all fitnesses tied keeps it too.
+    assert score_losses.rule_picks(["first", "second", "third"], instances, [first, second, third]) == {
+        "fitness": "first", "majority": "first", "guarded": "first"}
+    better = result([0.9, 0.9, 0.9, 0.9])
+    better.fitness = 0.1
+    assert score_losses.rule_picks(["first", "better"], instances, [first, better]) == {
+        "fitness": "better", "majority": "better", "guarded": "better"}
+    assert "guarded" not in score_losses.rule_picks(["first", "better"], instances[:2], [first, better])
     single = score_losses.format_scores(["first", "third"], instances[:2],
                                         [result([0.6, 0.5]), result([0.5, 0.5])])
     assert "seed spread" not in single  # one instance per task: no spread, no row
