@@ -7,8 +7,8 @@ Trains each loss (and cross-entropy, when the fitness is relative to it) on ever
 the task instances that `search.evolve --seed=SEED --selection_suite=SUITE` re-scores its finalists on,
 and prints each loss's accuracy per task and its fitness (`--output` also writes it, with the raw
 accuracies in a JSON file beside it), then which loss each `search.evolve --selection_rule` would keep
-with the first loss as the start and the others as its finalists. A failed or non-finite run is shown in the table and makes the
-command exit 1. The work is done by `tfrobust.search.evolve.score_losses`.
+with the first loss as the start and the others as its finalists. A failed or non-finite run is shown
+in the table and makes the command exit 1. The work is done by `tfrobust.search.evolve.score_losses`.
 """
 
 import os

@@ -157,7 +157,8 @@ class SearchConfig:
                              "add --selection_include_start.")
         if self.selection_rule == "guarded" and self.selection_repeats < 2:
             raise ValueError("--selection_rule=guarded compares a finalist with the start's seed spread on each "
-                             f"selection task, which needs --selection_repeats=2 or more; got {self.selection_repeats}.")
+                             "selection task, which needs --selection_repeats=2 or more; got "
+                             f"{self.selection_repeats}.")
 
     def search_key(self):
         """The settings that define the search itself (a resumed run must match them)."""
@@ -320,7 +321,8 @@ def select_winner(results, include_start, rule="fitness"):
     start = results[-1]
     eligible = [k for k in range(len(results) - 1) if results[k].fitness > start.fitness]
     if rule in ("majority", "guarded"):
-        eligible = [k for k in eligible if 2 * tasks_won(results[k].accuracies, start.accuracies) > len(start.accuracies)]
+        eligible = [k for k in eligible
+                    if 2 * tasks_won(results[k].accuracies, start.accuracies) > len(start.accuracies)]
     if rule == "guarded":
         eligible = [k for k in eligible if not tasks_below_spread(results[k].accuracies, start.accuracies)]
     return max(eligible, key=lambda k: fitnesses[k]) if eligible else len(results) - 1
