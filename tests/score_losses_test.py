@@ -66,8 +66,6 @@ def test_script_prints_the_table_and_names_bad_input(tmp_path):
 
 
 def test_the_table_counts_tasks_below_the_first_loss_spread_when_tasks_repeat():
-    sys.path.insert(0, REPO)
-    from search import score_losses
     from tfrobust.search import evaluation, tasks as tasks_lib
 
     task_a, task_b = (tasks_lib.Task("digits", arch, "symmetric:0.4", steps=20, batch_size=32) for arch in ("mlp", "cnn"))
@@ -80,19 +78,19 @@ def test_the_table_counts_tasks_below_the_first_loss_spread_when_tasks_repeat():
     # First loss: task a at 0.6 and 0.8 (spread 0.141), task b at 0.5 twice (spread 0). The second falls
     # 0.2 short on a and 0.01 on b: below both; the third 0.1 short on a only: within its spread.
     first, second, third = result([0.6, 0.5, 0.8, 0.5]), result([0.5, 0.49, 0.5, 0.49]), result([0.6, 0.5, 0.6, 0.5])
-    table = score_losses.format_scores(["first", "second", "third"], instances, [first, second, third])
+    table = evolve.format_scores(["first", "second", "third"], instances, [first, second, third])
     assert ("| tasks where it falls below the first loss by more than that loss's seed spread | (first) | 2/2 | 0/2 |"
             in table)
     assert "| tasks where it beats the first loss | (first) | 0/4 | 0/4 |" in table
     # As a start with two finalists: neither wins a majority, so every rule that compares keeps the start; the
     # fitness rule with all fitnesses tied keeps it too.
-    assert score_losses.rule_picks(["first", "second", "third"], instances, [first, second, third]) == {
+    assert evolve.rule_picks(["first", "second", "third"], instances, [first, second, third]) == {
         "fitness": "first", "majority": "first", "guarded": "first"}
     better = result([0.9, 0.9, 0.9, 0.9])
     better.fitness = 0.1
-    assert score_losses.rule_picks(["first", "better"], instances, [first, better]) == {
+    assert evolve.rule_picks(["first", "better"], instances, [first, better]) == {
         "fitness": "better", "majority": "better", "guarded": "better"}
-    assert "guarded" not in score_losses.rule_picks(["first", "better"], instances[:2], [first, better])
-    single = score_losses.format_scores(["first", "third"], instances[:2],
+    assert "guarded" not in evolve.rule_picks(["first", "better"], instances[:2], [first, better])
+    single = evolve.format_scores(["first", "third"], instances[:2],
                                         [result([0.6, 0.5]), result([0.5, 0.5])])
     assert "seed spread" not in single  # one instance per task: no spread, no row

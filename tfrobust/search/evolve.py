@@ -328,6 +328,44 @@ def select_winner(results, include_start, rule="fitness"):
     return max(eligible, key=lambda k: fitnesses[k]) if eligible else len(results) - 1
 
 
+def format_scores(names, instances, results):
+    """A Markdown table: one row per task instance (cross-entropy's accuracy when measured, then each
+    loss's), then each loss's fitness, the number of task instances on which it beats the first loss (what
+    `search.evolve --selection_rule=majority` asks of a finalist against the start), with repeats the number
+    of tasks on which it falls below the first loss by more than that loss's seed spread (what
+    `--selection_rule=guarded` also asks), and its status."""
+    reference = results[0].reference_accuracies
+    header = ["task"] + (["cross-entropy"] if reference else []) + list(names)
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for instance in instances:
+        cells = [instance.key] + ([f"{100 * reference[instance.key]:.1f}"] if reference else [])
+        cells += [f"{100 * result.accuracies[instance.key]:.1f}" for result in results]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("| **fitness** (x100) | " + ("| " if reference else "")
+                 + " | ".join(f"**{100 * r.fitness:+.2f}**" for r in results) + " |")
+    lines.append("| tasks where it beats the first loss | " + ("| " if reference else "") + " | ".join(
+        ["(first)"] + [f"{tasks_won(r.accuracies, results[0].accuracies)}/{len(instances)}"
+                       for r in results[1:]]) + " |")
+    if len(instances) > len({instance.task.key for instance in instances}):
+        tasks = len({instance.task.key for instance in instances})
+        lines.append("| tasks where it falls below the first loss by more than that loss's seed spread | "
+                     + ("| " if reference else "") + " | ".join(
+                         ["(first)"] + [f"{len(tasks_below_spread(r.accuracies, results[0].accuracies))}/{tasks}"
+                                        for r in results[1:]]) + " |")
+    lines.append("| status | " + ("| " if reference else "") + " | ".join(r.status for r in results) + " |")
+    return "\n".join(lines)
+
+
+def rule_picks(names, instances, results):
+    """What each `search.evolve --selection_rule` would keep if the first loss were the start and the others
+    its finalists: `{rule: name}` (guarded only when the instances repeat tasks, as it needs a seed spread)."""
+    ordered = list(results[1:]) + [results[0]]  # select_winner takes the start last
+    names = list(names[1:]) + [names[0]]
+    repeated = len(instances) > len({instance.task.key for instance in instances})
+    return {rule: names[select_winner(ordered, True, rule)] for rule in SELECTION_RULES
+            if rule != "guarded" or repeated}
+
+
 def _creator():
     from deap import base, creator
 
