@@ -8,7 +8,8 @@ import sys
 import numpy as np
 
 from tfrobust.losses import TaylorLoss, taylor
-from tfrobust.search import evolve
+from tfrobust.search import evaluation, evolve
+from tfrobust.search import tasks as tasks_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,8 +67,6 @@ def test_script_prints_the_table_and_names_bad_input(tmp_path):
 
 
 def test_the_table_counts_tasks_below_the_first_loss_spread_when_tasks_repeat():
-    from tfrobust.search import evaluation, tasks as tasks_lib
-
     task_a, task_b = (tasks_lib.Task("digits", arch, "symmetric:0.4", steps=20, batch_size=32) for arch in ("mlp", "cnn"))
     instances = [tasks_lib.TaskInstance(task, seed) for seed in (1, 2) for task in (task_a, task_b)]
 
@@ -91,6 +90,5 @@ def test_the_table_counts_tasks_below_the_first_loss_spread_when_tasks_repeat():
     assert evolve.rule_picks(["first", "better"], instances, [first, better]) == {
         "fitness": "better", "majority": "better", "guarded": "better"}
     assert "guarded" not in evolve.rule_picks(["first", "better"], instances[:2], [first, better])
-    single = evolve.format_scores(["first", "third"], instances[:2],
-                                        [result([0.6, 0.5]), result([0.5, 0.5])])
+    single = evolve.format_scores(["first", "third"], instances[:2], [result([0.6, 0.5]), result([0.5, 0.5])])
     assert "seed spread" not in single  # one instance per task: no spread, no row

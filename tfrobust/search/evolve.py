@@ -328,6 +328,11 @@ def select_winner(results, include_start, rule="fitness"):
     return max(eligible, key=lambda k: fitnesses[k]) if eligible else len(results) - 1
 
 
+def _repeats_tasks(instances):
+    """Whether some task appears more than once among `instances` (a seed spread per task exists)."""
+    return len(instances) > len({instance.task.key for instance in instances})
+
+
 def format_scores(names, instances, results):
     """A Markdown table: one row per task instance (cross-entropy's accuracy when measured, then each
     loss's), then each loss's fitness, the number of task instances on which it beats the first loss (what
@@ -337,22 +342,23 @@ def format_scores(names, instances, results):
     reference = results[0].reference_accuracies
     header = ["task"] + (["cross-entropy"] if reference else []) + list(names)
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+
+    def summary(label, cells):  # a row below the tasks: the cross-entropy column stays empty
+        lines.append(f"| {label} | " + ("| " if reference else "") + " | ".join(cells) + " |")
+
     for instance in instances:
         cells = [instance.key] + ([f"{100 * reference[instance.key]:.1f}"] if reference else [])
         cells += [f"{100 * result.accuracies[instance.key]:.1f}" for result in results]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("| **fitness** (x100) | " + ("| " if reference else "")
-                 + " | ".join(f"**{100 * r.fitness:+.2f}**" for r in results) + " |")
-    lines.append("| tasks where it beats the first loss | " + ("| " if reference else "") + " | ".join(
-        ["(first)"] + [f"{tasks_won(r.accuracies, results[0].accuracies)}/{len(instances)}"
-                       for r in results[1:]]) + " |")
-    if len(instances) > len({instance.task.key for instance in instances}):
+    first = results[0].accuracies
+    summary("**fitness** (x100)", [f"**{100 * r.fitness:+.2f}**" for r in results])
+    summary("tasks where it beats the first loss",
+            ["(first)"] + [f"{tasks_won(r.accuracies, first)}/{len(instances)}" for r in results[1:]])
+    if _repeats_tasks(instances):
         tasks = len({instance.task.key for instance in instances})
-        lines.append("| tasks where it falls below the first loss by more than that loss's seed spread | "
-                     + ("| " if reference else "") + " | ".join(
-                         ["(first)"] + [f"{len(tasks_below_spread(r.accuracies, results[0].accuracies))}/{tasks}"
-                                        for r in results[1:]]) + " |")
-    lines.append("| status | " + ("| " if reference else "") + " | ".join(r.status for r in results) + " |")
+        summary("tasks where it falls below the first loss by more than that loss's seed spread",
+                ["(first)"] + [f"{len(tasks_below_spread(r.accuracies, first))}/{tasks}" for r in results[1:]])
+    summary("status", [r.status for r in results])
     return "\n".join(lines)
 
 
@@ -361,9 +367,8 @@ def rule_picks(names, instances, results):
     its finalists: `{rule: name}` (guarded only when the instances repeat tasks, as it needs a seed spread)."""
     ordered = list(results[1:]) + [results[0]]  # select_winner takes the start last
     names = list(names[1:]) + [names[0]]
-    repeated = len(instances) > len({instance.task.key for instance in instances})
     return {rule: names[select_winner(ordered, True, rule)] for rule in SELECTION_RULES
-            if rule != "guarded" or repeated}
+            if rule != "guarded" or _repeats_tasks(instances)}
 
 
 def _creator():
