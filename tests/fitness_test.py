@@ -146,6 +146,8 @@ def test_parsed_specs_and_the_resume_key():
     assert evolve.SearchConfig(fitness_aggregation="quantile:0.25").search_key()["fitness_aggregation"] == "quantile:0.25"
     assert "population_pooling" not in evolve.SearchConfig().search_key()
     assert evolve.SearchConfig(population_pooling="reshape_max").search_key()["population_pooling"] == "reshape_max"
+    assert "stratify_tasks_by" not in evolve.SearchConfig().search_key()
+    assert evolve.SearchConfig(stratify_tasks_by="noise").search_key()["stratify_tasks_by"] == "noise"
 
 
 def test_run_search_records_the_aggregated_fitness_and_the_reference(tmp_path, monkeypatch):
@@ -310,3 +312,29 @@ def test_the_majority_rule_needs_the_start():
         evolve.SearchConfig(selection_rule="majority").validate()
     with pytest.raises(ValueError, match="fitness"):
         evolve.SearchConfig(selection_rule="vote", selection_include_start=True).validate()
+
+
+def test_a_search_stratified_by_noise_scores_every_noise_setting_each_generation(tmp_path, monkeypatch):
+    def run(job):  # every candidate scores 0.5 on every instance: only the drawn tasks matter here
+        count = 1 if job.reference else len(job.coefficients)
+        return np.full(count, 0.5), np.ones(count, bool), 1.0
+
+    monkeypatch.setattr(evaluation, "make_executor", lambda *a, **k: evaluation.InlineExecutor(run))
+    noises = ["symmetric:0.8", "symmetric:0.4", "pairflip:0.3"]
+    suite = tmp_path / "suite.json"
+    suite.write_text(json.dumps({"name": "strata", "tasks_per_generation": 9, "tasks": [
+        {"dataset": "digits", "architecture": a, "noise": n, "steps": s}
+        for a in ("linear", "mlp") for n in noises for s in (5, 6)
+    ]}))
+    lines = []
+    config = evolve.SearchConfig(output_dir=str(tmp_path / "run"), population_size=2, generations=4,
+                                 task_suite=str(suite), tasks_per_generation=3, stratify_tasks_by="noise",
+                                 selection_candidates=1)
+    result = evolve.run_search(config, printer=lines.append)
+    for generation in range(4):
+        keys = next(r["accuracies"] for r in result.evaluations if r["generation"] == generation)
+        assert sorted(key.split("/")[2] for key in keys) == sorted(noises), keys
+    assert any("3 per generation, stratified by noise" in line for line in lines)
+    assert result.record["provenance"]["budget"]["task_suite"]["stratify_by"] == "noise"
+    with pytest.raises(ValueError, match="Unknown --stratify_tasks_by 'seed'"):
+        dataclasses.replace(config, stratify_tasks_by="seed").validate()

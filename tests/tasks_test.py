@@ -1,5 +1,6 @@
 """Task suites: every field of a suite file is checked before a search starts, each error naming the field."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -175,3 +176,72 @@ def test_the_learnable_heavy_suites_put_80_percent_noise_on_learnable_sets_apart
     for suite in (search, selection):
         assert not {tasks.dataset_family(t.dataset) for t in suite.tasks} & set(tasks.HELDOUT["dataset_families"])
         assert not {t.architecture for t in suite.tasks} & set(tasks.HELDOUT["architectures"])
+
+
+def test_the_uniform_draw_repeats_the_tasks_recorded_by_earlier_searches():
+    # Generations 0 and 3 of the seed-5 learnable-heavy searches (revision a347eb4, evaluations.jsonl):
+    # stratification must leave the uniform draw, and so the resumption of those runs, as it was.
+    suite = tasks.SUITES["broad2_learnable_heavy"]
+    assert suite.stratify_by == ""
+    lh = "procedural:templates:classes=10,difficulty=0.2,seed=3"
+    assert sorted(i.key for i in suite.draw(0, 5)) == [
+        "digits/cnn_bn/symmetric:0.8/800x64#1469528430",
+        f"{lh}/cnn_bn/instance:0.4/800x64/momentum@0.1#1784936175",
+        f"{lh}/cnn_bn/pairflip:0.3/800x64/momentum@0.1#2027794795",
+        f"{lh}/mlp/symmetric:0.8/800x64#1289419408",
+    ]
+    assert sorted(i.key for i in suite.draw(3, 5)) == [
+        "digits/mlp/pairflip:0.3/800x64#269532888",
+        f"{lh}/cnn_bn/symmetric:0.8/800x64/momentum@0.1#767869619",
+        f"{lh}/mlp/symmetric:0.4/800x64#260681932",
+        f"{lh}/mlp/symmetric:0.8/800x64#1131105432",
+    ]
+
+
+def _noise_counts(instances):
+    counts = {}
+    for instance in instances:
+        counts[instance.task.noise] = counts.get(instance.task.noise, 0) + 1
+    return counts
+
+
+def test_a_draw_stratified_by_noise_scores_every_noise_setting_each_generation():
+    uniform = tasks.SUITES["broad2_learnable_heavy"]
+    suite = dataclasses.replace(uniform, stratify_by="noise")
+    noises = {"symmetric:0.8", "symmetric:0.4", "pairflip:0.3", "instance:0.4"}
+    assert set(suite.strata()) == noises and all(len(group) == 8 for group in suite.strata().values())
+    # The uniform draw of this suite misses 80% noise in some generations (seed 5: generations 2, 4 and 7).
+    assert any("symmetric:0.8" not in _noise_counts(uniform.draw(g, 5)) for g in range(10))
+    drawn = set()
+    for generation in range(200):
+        instances = suite.draw(generation, 5)
+        assert _noise_counts(instances) == dict.fromkeys(noises, 1)
+        assert [i.key for i in instances] == [i.key for i in suite.draw(generation, 5)]  # seeded
+        drawn.update(i.task for i in instances)
+    assert drawn == set(suite.tasks)  # every task of every stratum is reachable
+    six = dataclasses.replace(suite, tasks_per_generation=6)
+    for generation in range(50):
+        counts = _noise_counts(six.draw(generation, 1))
+        assert sum(counts.values()) == 6 and sorted(counts.values()) == [1, 1, 2, 2]
+
+
+def test_a_stratum_with_too_few_tasks_passes_its_share_on():
+    small = [tasks.Task("digits", "mlp", "symmetric:0.8", steps=10)]
+    large = [tasks.Task("digits", a, "symmetric:0.4", steps=s) for a in ("mlp", "linear") for s in (10, 20, 30)]
+    suite = tasks.TaskSuite("uneven", tuple(small + large), tasks_per_generation=4, stratify_by="noise")
+    for generation in range(30):
+        instances = suite.draw(generation, 0)
+        assert len({i.task for i in instances}) == 4  # no task twice
+        assert _noise_counts(instances) == {"symmetric:0.8": 1, "symmetric:0.4": 3}
+    everything = dataclasses.replace(suite, tasks_per_generation=len(suite.tasks))
+    assert {i.task for i in everything.draw(0, 0)} == set(suite.tasks)
+
+
+def test_stratify_by_is_checked_and_read_from_suite_files(tmp_path):
+    with pytest.raises(ValueError, match="'stratify_by' must be one of"):
+        tasks.TaskSuite("bad", (tasks.Task("digits", "mlp", "symmetric:0.4"),), 1, stratify_by="steps")
+    path = _suite(tmp_path, tasks=[GOOD_TASK, {**GOOD_TASK, "noise": "pairflip:0.2"}], tasks_per_generation=2,
+                  stratify_by="noise")
+    suite = tasks.load_suite(path)
+    assert suite.stratify_by == "noise" and suite.to_dict()["stratify_by"] == "noise"
+    assert _noise_counts(suite.draw(0, 0)) == {"symmetric:0.4": 1, "pairflip:0.2": 1}

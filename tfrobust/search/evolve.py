@@ -55,6 +55,7 @@ CHOICES = {
     "distribution_strategy": distribute.STRATEGIES,
     "population_pooling": population.POOLINGS,
     "selection_rule": SELECTION_RULES,
+    "stratify_tasks_by": tasks_lib.STRATIFY_FIELDS,
 }
 
 
@@ -80,6 +81,11 @@ class SearchConfig:
         "default", f"Named suite ({', '.join(sorted(tasks_lib.SUITES))}) or the path of a JSON suite file."
     )
     tasks_per_generation: int = _setting(0, "Tasks drawn per generation (0: the suite's own number).")
+    stratify_tasks_by: str = _setting(
+        "", "Spread each generation's tasks evenly over this task field's values (noise: with 4 tasks a generation "
+            "and 4 noise settings, every generation scores each noise setting once) instead of the suite's own "
+            "draw (uniform unless the suite sets stratify_by)."
+    )
     fitness_split: str = _setting("clean", "Score on the clean validation split, or on a noisy one (no clean data needed).")
     fitness_aggregation: str = _setting(
         "mean", "How a candidate's accuracies over the task instances become its fitness: [ce_gain/|ce_ratio/]mean, "
@@ -166,7 +172,8 @@ class SearchConfig:
                 "fitness_split", "init")
         # Only when not the default: runs checkpointed before the setting existed stay resumable.
         extra = (("fitness_aggregation",) if self.fitness_aggregation != "mean" else ()) + (
-            ("population_pooling",) if self.population_pooling != "fused" else ())
+            ("population_pooling",) if self.population_pooling != "fused" else ()) + (
+            ("stratify_tasks_by",) if self.stratify_tasks_by else ())
         return {k: getattr(self, k) for k in keys + extra}
 
 
@@ -449,6 +456,8 @@ def run_search(config, printer=print):
     suite = tasks_lib.load_suite(config.task_suite, config.fitness_split)
     if config.tasks_per_generation:
         suite = dataclasses.replace(suite, tasks_per_generation=config.tasks_per_generation)
+    if config.stratify_tasks_by:
+        suite = dataclasses.replace(suite, stratify_by=config.stratify_tasks_by)
     tasks_lib.check_datasets(suite)
     selection_suite = suite
     if config.selection_suite:
@@ -491,7 +500,8 @@ def run_search(config, printer=print):
     watch = _FailureWatch(config.max_failure_fraction, printer)
     printer(
         f"Search: population {config.population_size}, {config.generations} generations, suite "
-        f"{suite.name!r} ({len(suite.tasks)} tasks, {suite.tasks_per_generation} per generation), "
+        f"{suite.name!r} ({len(suite.tasks)} tasks, {suite.tasks_per_generation} per generation"
+        f"{', stratified by ' + suite.stratify_by if suite.stratify_by else ''}), "
         f"evaluator {config.evaluator}, executor {config.executor}, outputs in {config.output_dir}"
     )
     try:

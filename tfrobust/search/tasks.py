@@ -20,6 +20,8 @@ from tfrobust import procedural
 from tfrobust.optimizers import OPTIMIZERS
 
 FITNESS_SPLITS = ("clean", "noisy")
+# Task fields a suite's draw may be stratified by (see `TaskSuite.draw`); "" draws uniformly.
+STRATIFY_FIELDS = ("", "noise", "architecture", "dataset", "optimizer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,12 +96,19 @@ class TaskInstance:
 
 @dataclasses.dataclass(frozen=True)
 class TaskSuite:
-    """A set of tasks and how many of them a generation draws."""
+    """A set of tasks and how many of them a generation draws.
+
+    `stratify_by` names a `Task` field ("noise", ...; see `STRATIFY_FIELDS`):
+    each generation then draws its tasks spread as evenly as possible over
+    that field's values, instead of uniformly. With 4 tasks a generation and 4
+    noise settings, every generation sees each noise setting once.
+    """
 
     name: str
     tasks: tuple
     tasks_per_generation: int
     fitness_split: str = "clean"
+    stratify_by: str = ""
 
     def __post_init__(self):
         if not self.tasks:
@@ -115,18 +124,47 @@ class TaskSuite:
                 f"Task suite {self.name!r}: 'fitness_split' must be one of {list(FITNESS_SPLITS)}; "
                 f"got {self.fitness_split!r}."
             )
+        if self.stratify_by not in STRATIFY_FIELDS:
+            raise ValueError(
+                f"Task suite {self.name!r}: 'stratify_by' must be one of {list(STRATIFY_FIELDS)} (a task field, "
+                f"or '' for a uniform draw); got {self.stratify_by!r}."
+            )
+
+    def strata(self):
+        """`{value: [task indices]}` of the `stratify_by` field, in order of first appearance ({"": all} if unset)."""
+        groups = {}
+        for index, task in enumerate(self.tasks):
+            groups.setdefault(getattr(task, self.stratify_by) if self.stratify_by else "", []).append(index)
+        return groups
 
     def draw(self, generation, seed):
         """The task instances of `generation`: a seeded draw without replacement.
 
         Depends only on (seed, generation), so a resumed search draws exactly
-        the tasks an uninterrupted one would.
+        the tasks an uninterrupted one would. Stratified (`stratify_by`), each
+        stratum gets `tasks_per_generation // strata` tasks, and the remainder
+        goes one each to strata drawn at random (a stratum with too few tasks
+        passes its share on to the others).
         """
         rng = np.random.default_rng([seed, generation, 7])
         count = min(self.tasks_per_generation, len(self.tasks))
-        chosen = rng.choice(len(self.tasks), size=count, replace=False)
+        if self.stratify_by:
+            chosen = self._stratified(rng, count)
+        else:  # the uniform draw, unchanged, so searches recorded before stratification repeat exactly
+            chosen = rng.choice(len(self.tasks), size=count, replace=False)
         seeds = rng.integers(0, 2**31 - 1, size=count)
         return [TaskInstance(self.tasks[i], int(s)) for i, s in zip(sorted(chosen), seeds)]
+
+    def _stratified(self, rng, count):
+        groups = list(self.strata().values())
+        shares = np.full(len(groups), count // len(groups))
+        shares[rng.choice(len(groups), size=count % len(groups), replace=False)] += 1
+        sizes = np.array([len(group) for group in groups])
+        shares = np.minimum(shares, sizes)
+        while shares.sum() < count:  # a small stratum's excess goes one each to strata with room, seeded
+            room = np.flatnonzero(shares < sizes)
+            shares[rng.permutation(room)[: count - shares.sum()]] += 1
+        return [int(i) for group, share in zip(groups, shares) for i in rng.choice(group, size=share, replace=False)]
 
     def fixed_instances(self, seed, repeats=1):
         """Every task of the suite, `repeats` times with distinct seeds (for final selection)."""
@@ -140,6 +178,7 @@ class TaskSuite:
             "name": self.name,
             "tasks_per_generation": self.tasks_per_generation,
             "fitness_split": self.fitness_split,
+            "stratify_by": self.stratify_by,
             "tasks": [dataclasses.asdict(t) for t in self.tasks],
         }
 
@@ -303,7 +342,7 @@ SUITES = {
 }
 
 
-_SUITE_FIELDS = ("name", "tasks_per_generation", "fitness_split", "tasks")
+_SUITE_FIELDS = ("name", "tasks_per_generation", "fitness_split", "stratify_by", "tasks")
 _TASK_FIELDS = tuple(field.name for field in dataclasses.fields(Task))
 
 
@@ -311,7 +350,8 @@ def load_suite(name_or_path, fitness_split=None):
     """A named suite (see `SUITES`) or one read from a JSON file.
 
     The file holds `{"name": ..., "tasks_per_generation": N, "tasks": [{...Task fields...}]}`
-    and optionally `"fitness_split": "clean" | "noisy"`. Every field is checked
+    and optionally `"fitness_split": "clean" | "noisy"` and `"stratify_by": "noise"` (see
+    `TaskSuite`). Every field is checked
     here, each error naming the file and the field; `check_datasets` then
     checks that the data sets exist.
     """
@@ -368,6 +408,7 @@ def _read_suite_file(path):
             tuple(tasks),
             spec.get("tasks_per_generation", len(tasks)),
             spec.get("fitness_split", "clean"),
+            spec.get("stratify_by", ""),
         )
     except ValueError as error:
         raise ValueError(f"Task suite file {path!r}: {error}") from None
