@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tfrobust.losses import TaylorLoss, taylor
 from tfrobust.search import evaluation, evolve
@@ -92,3 +93,42 @@ def test_the_table_counts_tasks_below_the_first_loss_spread_when_tasks_repeat():
     assert "guarded" not in evolve.rule_picks(["first", "better"], instances[:2], [first, better])
     single = evolve.format_scores(["first", "third"], instances[:2], [result([0.6, 0.5]), result([0.5, 0.5])])
     assert "seed spread" not in single  # one instance per task: no spread, no row
+
+
+def _selection_record():
+    heavy = "procedural:templates:classes=10,difficulty=0.2,seed=8/mlp/symmetric:0.8/800x64/momentum@0.1"
+    pair = "digits/cnn_bn/pairflip:0.3/800x64"
+    start = {f"{heavy}#1": 0.40, f"{heavy}#2": 0.50, f"{pair}#3": 0.80, f"{pair}#4": 0.80}
+    finalist = {f"{heavy}#1": 0.20, f"{heavy}#2": 0.30, f"{pair}#3": 0.90, f"{pair}#4": 0.95}
+    return {"selection": [{"label": "cand1", "fitness": 0.031, "accuracies": finalist, "status": "ok"},
+                          {"label": "start", "fitness": 0.012, "accuracies": start, "status": "ok"}],
+            "provenance": {"selected": "the starting point (--init=evolved_bundled)"}}
+
+
+def test_the_selection_report_gives_each_finalist_its_gain_over_the_start_per_noise_setting():
+    lines = evolve.selection_report(_selection_record()).splitlines()
+    assert lines[0] == ("| loss | fitness (x100) | instances won | tasks below spread | gain at symmetric:0.8 | "
+                        "gain at pairflip:0.3 |")
+    # By hand: wins on the two pair-flip instances; at 80% the start's mean is 45.0 with spread 7.07 and the
+    # finalist's 25.0, so 20 points below (more than the spread); pair-flip gains 10 and 15 points.
+    assert lines[2] == "| cand1 | +3.10 | 2/4 | 1/2 | -20.0 | +12.5 |"
+    assert lines[3] == "| start | +1.20 | (start) | (start) | 0.0 | 0.0 |"
+    assert lines[-1] == "Selected: the starting point (--init=evolved_bundled)."
+    without_start = {**_selection_record(), "selection": _selection_record()["selection"][:1]}
+    with pytest.raises(ValueError, match="--selection_include_start"):
+        evolve.selection_report(without_start)
+
+
+def test_the_selection_report_script_reads_a_run_folder_and_names_a_missing_one(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best_coefficients.json").write_text(json.dumps(_selection_record()))
+    command = [sys.executable, "-m", "search.selection_report", f"--runs={tmp_path / 'run'}",
+               f"--output={tmp_path / 'report.md'}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| cand1 | +3.10 | 2/4 | 1/2 | -20.0 | +12.5 |" in result.stdout
+    assert "| cand1 | +3.10 |" in (tmp_path / "report.md").read_text()
+    missing = subprocess.run(command[:3] + [f"--runs={tmp_path / 'nothing'}"], cwd=REPO, capture_output=True,
+                             text=True, timeout=300)
+    assert missing.returncode != 0
+    assert f"{tmp_path / 'nothing'} does not exist" in missing.stderr and "a finished search.evolve run" in missing.stderr

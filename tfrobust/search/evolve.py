@@ -27,6 +27,7 @@ import dataclasses
 import datetime
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -376,6 +377,50 @@ def rule_picks(names, instances, results):
     names = list(names[1:]) + [names[0]]
     return {rule: names[select_winner(ordered, True, rule)] for rule in SELECTION_RULES
             if rule != "guarded" or _repeats_tasks(instances)}
+
+
+def _noise_of(instance_key):
+    """The noise spec of a task instance key ("DATASET/ARCHITECTURE/NOISE/STEPSxBATCH[/OPT@LR]#SEED")."""
+    parts = _task_of(instance_key).split("/")
+    budget = max(k for k, part in enumerate(parts) if re.fullmatch(r"\d+x\d+", part))
+    return parts[budget - 1]
+
+
+def selection_report(record):
+    """A Markdown table of a search's final selection (`best_coefficients.json`, read as a dict) against its start.
+
+    One row per finalist: fitness, task instances won against the start, tasks below the start's seed spread
+    (when the selection repeated tasks), and the mean accuracy gain over the start (points) per noise setting of
+    the selection tasks, then the start's own row and the selected loss. Shows where finalists gain and where
+    they give up what the start had. Raises ValueError when the search did not re-score its start.
+    """
+    selection = record.get("selection") or []
+    if not selection or selection[-1].get("label") != "start":
+        raise ValueError("This search did not re-score its start (run search.evolve with "
+                         "--selection_include_start): there is nothing to compare the finalists with.")
+    start = selection[-1]["accuracies"]
+    noises = list(dict.fromkeys(_noise_of(key) for key in start))
+    tasks = len({_task_of(key) for key in start})
+    repeats = len(start) > tasks
+    header = ["loss", "fitness (x100)", "instances won", *(["tasks below spread"] if repeats else []),
+              *(f"gain at {noise}" for noise in noises)]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for entry in selection:
+        accuracies = entry["accuracies"]
+        ok = entry.get("status", evaluation.STATUS_OK) == evaluation.STATUS_OK
+        cells = [entry["label"], f"{100 * entry['fitness']:+.2f}" if ok else entry.get("status", "failed")]
+        if entry is selection[-1]:
+            cells += ["(start)"] + (["(start)"] if repeats else []) + ["0.0"] * len(noises)
+        else:
+            cells.append(f"{tasks_won(accuracies, start)}/{len(start)}")
+            if repeats:
+                cells.append(f"{len(tasks_below_spread(accuracies, start))}/{tasks}")
+            for noise in noises:
+                keys = [key for key in start if _noise_of(key) == noise]
+                cells.append(f"{100 * np.mean([accuracies[k] - start[k] for k in keys]):+.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(f"\nSelected: {record['provenance'].get('selected', '(not recorded)')}.")
+    return "\n".join(lines)
 
 
 def _creator():

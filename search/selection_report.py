@@ -1,0 +1,47 @@
+"""Where a search's finalists gain on its start, and where they give it up: the final selection, by noise.
+
+    python -m search.selection_report --runs=runs/evolve_broad2_lh_guarded_s4,runs/evolve_broad2_lh_strat_s4
+
+Reads each run's best_coefficients.json (a search run with --selection_include_start) and prints, per finalist,
+its fitness, the task instances it wins against the start, the tasks where it falls below the start's seed
+spread (with --selection_repeats of 2 or more), and its mean accuracy gain over the start per noise setting.
+Trains nothing. The table is built by `tfrobust.search.evolve.selection_report`.
+"""
+
+import json
+import os
+
+from absl import app, flags
+
+from tfrobust import _io
+from tfrobust.search import evolve
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("runs", [], "search.evolve output folders (or their best_coefficients.json files).")
+flags.DEFINE_string("output", "", "Also write the report to this Markdown file.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.runs:
+        raise app.UsageError("--runs is required: search.evolve output folders, comma-separated.")
+    sections = []
+    for run in FLAGS.runs:
+        path = os.path.join(run, evolve.BEST) if os.path.isdir(run) else run
+        if not os.path.isfile(path):
+            raise app.UsageError(f"{path} does not exist: is {run!r} a finished search.evolve run?")
+        with open(path) as handle:
+            record = json.load(handle)
+        try:
+            sections.append(f"## {run}\n\n" + evolve.selection_report(record))
+        except ValueError as error:
+            raise app.UsageError(f"{path}: {error}") from None
+    text = "\n\n".join(sections)
+    print(text)
+    if FLAGS.output:
+        _io.write_text(FLAGS.output, text + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)
