@@ -36,6 +36,10 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.losses:
         raise app.UsageError("--losses is required: TaylorLoss presets or taylor_file:PATH files, comma-separated.")
+    results_path = os.path.splitext(FLAGS.output)[0] + ".json" if FLAGS.output else ""
+    if results_path and os.path.abspath(results_path) == os.path.abspath(FLAGS.suite):
+        raise app.UsageError(f"--output={FLAGS.output} would write its raw results to {results_path}, the --suite "
+                             "file itself: give --output another name.")
     try:
         instances, results = evolve.score_losses(FLAGS.losses, FLAGS.suite, seed=FLAGS.seed, repeats=FLAGS.repeats,
                                                  fitness_aggregation=FLAGS.fitness_aggregation,
@@ -53,7 +57,7 @@ def main(argv):
     print(text)
     if FLAGS.output:
         _io.write_text(FLAGS.output, text + "\n")
-        _io.write_json(os.path.splitext(FLAGS.output)[0] + ".json", {
+        _io.write_json(results_path, {
             "suite": FLAGS.suite, "seed": FLAGS.seed, "fitness_aggregation": FLAGS.fitness_aggregation,
             "population_pooling": FLAGS.population_pooling,
             "losses": {name: {"fitness": r.fitness, "status": r.status, "accuracies": r.accuracies,

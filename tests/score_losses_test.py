@@ -65,6 +65,13 @@ def test_script_prints_the_table_and_names_bad_input(tmp_path):
     bad = subprocess.run(command[:3] + ["--losses=taylor:nonexistent"], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 1 and "nonexistent" in bad.stderr
+    # The raw results go beside --output as .json: never over the suite file they were scored on.
+    suite = tmp_path / "probe.json"
+    suite.write_text(json.dumps(tasks_lib.SUITES["tiny"].to_dict()))
+    clash = subprocess.run(command[:3] + [command[4], f"--suite={suite}", f"--output={tmp_path / 'probe.md'}"], cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+    assert clash.returncode == 1 and "the --suite file itself: give --output another name" in clash.stderr
+    assert json.loads(suite.read_text()) == tasks_lib.SUITES["tiny"].to_dict()
 
 
 def test_the_table_counts_tasks_below_the_first_loss_spread_when_tasks_repeat():

@@ -245,3 +245,11 @@ def test_stratify_by_is_checked_and_read_from_suite_files(tmp_path):
     suite = tasks.load_suite(path)
     assert suite.stratify_by == "noise" and suite.to_dict()["stratify_by"] == "noise"
     assert _noise_counts(suite.draw(0, 0)) == {"symmetric:0.4": 1, "pairflip:0.2": 1}
+
+
+def test_the_heavy_probe_suite_is_80_percent_noise_on_mlp_at_two_budgets_outside_the_heldout_grid():
+    suite = tasks.load_suite("broad2_heavy_probe")
+    assert {(t.architecture, t.noise, t.optimizer) for t in suite.tasks} == {("mlp", "symmetric:0.8", "adam")}
+    selection_heavy = tasks._LEARNABLE_HEAVY["selection"]
+    assert {t.steps for t in suite.tasks if t.dataset in ("digits", selection_heavy)} == {800, 2400}
+    assert not {tasks.dataset_family(t.dataset) for t in suite.tasks} & set(tasks.HELDOUT["dataset_families"])
