@@ -253,3 +253,14 @@ def test_the_heavy_probe_suite_is_80_percent_noise_on_mlp_at_two_budgets_outside
     selection_heavy = tasks._LEARNABLE_HEAVY["selection"]
     assert {t.steps for t in suite.tasks if t.dataset in ("digits", selection_heavy)} == {800, 2400}
     assert not {tasks.dataset_family(t.dataset) for t in suite.tasks} & set(tasks.HELDOUT["dataset_families"])
+
+
+def test_the_probed_selection_is_the_learnable_heavy_selection_plus_the_separating_probe_tasks():
+    base, probed = tasks.load_suite("broad2_selection_learnable_heavy"), tasks.load_suite("broad2_selection_probed")
+    assert probed.tasks[: len(base.tasks)] == base.tasks and probed.tasks_per_generation == len(probed.tasks)
+    added = probed.tasks[len(base.tasks):]
+    assert set(added) < set(tasks.load_suite("broad2_heavy_probe").tasks)
+    assert sorted((t.dataset, t.steps) for t in added) == [
+        ("digits", 800), ("digits", 2400), (tasks._LEARNABLE_HEAVY["selection"], 2400)]
+    # The first repeat's instances are the base selection's: the re-selection re-scores the same instances.
+    assert probed.fixed_instances(4, 2)[: len(base.tasks)] == base.fixed_instances(4, 2)[: len(base.tasks)]

@@ -288,6 +288,9 @@ def _learnable_heavy_suites():
     return {search.name: search, selection.name: selection}
 
 
+_LEARNABLE_HEAVY_SUITES = _learnable_heavy_suites()
+
+
 def _heavy_probe_suite():
     """80% symmetric noise on `mlp`, Adam, trained for the selection's 800 steps and for three times as long.
 
@@ -302,6 +305,19 @@ def _heavy_probe_suite():
                 (heavy.replace("seed=", "examples=5000,seed="), (2400,))]
     return TaskSuite("broad2_heavy_probe", tuple(Task(d, "mlp", "symmetric:0.8", steps=s)
                                                  for d, budgets in datasets for s in budgets), 6)
+
+
+def _probed_selection():
+    """broad2_selection_learnable_heavy plus the probe tasks that separate the losses the held-out grid rejects
+    (digits at both budgets and the selection's templates set at 2,400 steps; see `_heavy_probe_suite`).
+
+    Digits is also a search data set: these are other instances (seeds) of task kinds the search scores, so
+    the selection sees the late memorising at 80% noise that its own 800-step templates tasks miss.
+    """
+    base = _LEARNABLE_HEAVY_SUITES["broad2_selection_learnable_heavy"]
+    probe = tuple(task for task in _heavy_probe_suite().tasks
+                  if task.dataset == "digits" or (task.dataset == _LEARNABLE_HEAVY["selection"] and task.steps > 800))
+    return TaskSuite("broad2_selection_probed", base.tasks + probe, tasks_per_generation=len(base.tasks) + len(probe))
 
 
 def dataset_family(name):
@@ -352,7 +368,9 @@ SUITES = {
     "broad2_selection_heavy": _heavy_selection(_BROAD2_SUITES["broad2_selection"]),
     # A quarter of the search's tasks at 80% symmetric noise on data where it is learnable, and a selection
     # that asks for the same on another data set (see _learnable_heavy_suites).
-    **_learnable_heavy_suites(),
+    **_LEARNABLE_HEAVY_SUITES,
+    # The learnable-heavy selection with the probe's separating tasks added (see _probed_selection).
+    "broad2_selection_probed": _probed_selection(),
     # 80% noise at the selection's budget and three times as long (see _heavy_probe_suite).
     "broad2_heavy_probe": _heavy_probe_suite(),
     # A tiny suite for tests and smoke runs.
