@@ -307,6 +307,9 @@ def _heavy_probe_suite():
                                                  for d, budgets in datasets for s in budgets), 6)
 
 
+_HEAVY_PROBE = _heavy_probe_suite()
+
+
 def _probed_selection():
     """broad2_selection_learnable_heavy plus the probe tasks that separate the losses the held-out grid rejects
     (digits at both budgets and the selection's templates set at 2,400 steps; see `_heavy_probe_suite`).
@@ -315,7 +318,7 @@ def _probed_selection():
     the selection sees the late memorising at 80% noise that its own 800-step templates tasks miss.
     """
     base = _LEARNABLE_HEAVY_SUITES["broad2_selection_learnable_heavy"]
-    probe = tuple(task for task in _heavy_probe_suite().tasks
+    probe = tuple(task for task in _HEAVY_PROBE.tasks
                   if task.dataset == "digits" or (task.dataset == _LEARNABLE_HEAVY["selection"] and task.steps > 800))
     return TaskSuite("broad2_selection_probed", base.tasks + probe, tasks_per_generation=len(base.tasks) + len(probe))
 
@@ -372,7 +375,7 @@ SUITES = {
     # The learnable-heavy selection with the probe's separating tasks added (see _probed_selection).
     "broad2_selection_probed": _probed_selection(),
     # 80% noise at the selection's budget and three times as long (see _heavy_probe_suite).
-    "broad2_heavy_probe": _heavy_probe_suite(),
+    "broad2_heavy_probe": _HEAVY_PROBE,
     # A tiny suite for tests and smoke runs.
     "tiny": TaskSuite("tiny", _grid(["digits"], ["linear"], ["symmetric:0.4"], steps=20, batch_size=32), 1),
 }
