@@ -264,3 +264,21 @@ def test_the_probed_selection_is_the_learnable_heavy_selection_plus_the_separati
         ("digits", 800), ("digits", 2400), (tasks._LEARNABLE_HEAVY["selection"], 2400)]
     # The first repeat's instances are the base selection's: the re-selection re-scores the same instances.
     assert probed.fixed_instances(4, 2)[: len(base.tasks)] == base.fixed_instances(4, 2)[: len(base.tasks)]
+
+
+def test_the_long_heavy_suite_scores_an_80_percent_mlp_task_at_2400_steps_every_generation():
+    base, long = tasks.load_suite("broad2_learnable_heavy"), tasks.load_suite("broad2_learnable_heavy_long")
+    assert long.stratify_by == "noise" and long.tasks_per_generation == 4
+    heavy = [t for t in long.tasks if t.noise == "symmetric:0.8"]
+    assert heavy == [dataclasses.replace(t, steps=2400) for t in base.tasks
+                     if t.noise == "symmetric:0.8" and t.architecture == "mlp"]
+    assert len(heavy) == 4 and {(t.dataset, t.optimizer) for t in heavy} == {
+        (d, o) for d in ("digits", tasks._LEARNABLE_HEAVY["search"]) for o in ("adam", "momentum")}
+    assert [t for t in long.tasks if t.noise != "symmetric:0.8"] == [t for t in base.tasks
+                                                                    if t.noise != "symmetric:0.8"]
+    for generation in range(40):
+        drawn = long.draw(generation, 4)
+        assert _noise_counts(drawn) == dict.fromkeys(long.strata(), 1)
+        assert [i.task.steps for i in drawn if i.task.noise == "symmetric:0.8"] == [2400]
+    assert not {tasks.dataset_family(t.dataset) for t in long.tasks} & set(tasks.HELDOUT["dataset_families"])
+    assert not {t.architecture for t in long.tasks} & set(tasks.HELDOUT["architectures"])
