@@ -223,6 +223,13 @@ def test_final_selection_can_keep_the_starting_point(tmp_path, monkeypatch, star
         assert result.record["provenance"]["fitness"] == pytest.approx(max(others))
         assert result.record["provenance"]["selected"] != "the starting point (--init=evolved_bundled)"
     assert any(line.startswith("Final selection") and "start " in line for line in lines)
+    # The final selection shows its progress: which finalists, then a line per training job, in order.
+    announced = next(i for i, line in enumerate(lines) if line.startswith("Scoring the finalists"))
+    assert "(centroid, cand1, start)" in lines[announced] and "suite 'tiny'" in lines[announced]
+    progress = [line for line in lines[announced + 1:] if line.startswith("[")]
+    jobs = len(selection[-1]["accuracies"])  # one population job per task instance (no CE reference under "mean")
+    assert [line.split("]")[0] for line in progress] == [f"[{k}/{jobs}" for k in range(1, jobs + 1)]
+    assert all(" on digits/linear/symmetric:0.4/20x32#" in line and "ETA" in line for line in progress)
     # Every finalist records on how many of the selection's task instances it beats the start.
     tasks = len(selection[-1]["accuracies"])
     for entry in selection[:-1]:

@@ -258,20 +258,8 @@ def score_losses(names, suite, *, seed=0, repeats=1, fitness_aggregation="ce_gai
     tasks_lib.check_datasets(suite)
     instances = suite.fixed_instances(seed, repeats)
     coefficients = loss_coefficients(names)
-    start = time.time()
-
-    class ProgressExecutor(evaluation.InlineExecutor):
-        def map(self, jobs):
-            outputs = []
-            for done, job in enumerate(jobs, 1):
-                outputs.append(evaluation.guarded(evaluation.run_job, job))
-                elapsed = time.time() - start
-                printer(f"[{done}/{len(jobs)}] {'cross-entropy' if job.reference else 'losses'} on {job.instance.key}: "
-                        f"{elapsed:.0f}s, ETA {elapsed / done * (len(jobs) - done):.0f}s")
-            return outputs
-
     results, _ = evaluation.evaluate_generation(
-        coefficients, instances, ProgressExecutor(), evaluator=evaluator,
+        coefficients, instances, evaluation.InlineExecutor(progress=printer), evaluator=evaluator,
         fitness_split=suite.fitness_split, aggregation=fitness_aggregation, pooling=pooling,
     )
     return instances, results
@@ -641,6 +629,11 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
         candidates.append(initial_centroid(config.init, config.order))
         labels.append("start")
     instances = selection_suite.fixed_instances(config.seed, config.selection_repeats)
+    printer(f"Scoring the finalists ({', '.join(labels)}) on all {len(instances)} task instances of suite "
+            f"{selection_suite.name!r}" + ("" if isinstance(executor, evaluation.InlineExecutor)
+                                           else f" ({executor.name} executor; no progress until it ends)"))
+    if isinstance(executor, evaluation.InlineExecutor):  # one job at a time: a progress line per job
+        executor = executor.with_progress(printer)
     results, _ = evaluation.evaluate_generation(
         np.array(candidates), instances, executor, evaluator=config.evaluator,
         fitness_split=suite.fitness_split, strategy=config.distribution_strategy,
