@@ -25,7 +25,8 @@ flags.DEFINE_list("losses", [], "TaylorLosses: preset names (taylor:PRESET or PR
 flags.DEFINE_string("suite", "broad2_selection", "A task suite name or a JSON suite file.")
 flags.DEFINE_integer("seed", 0, "The search seed whose final-selection task instances are used.")
 flags.DEFINE_integer("repeats", 1, "Seeds per task (search.evolve --selection_repeats).")
-flags.DEFINE_string("fitness_aggregation", "ce_gain/mean", "The fitness (search.evolve --fitness_aggregation).")
+flags.DEFINE_string("fitness_aggregation", "ce_gain/mean", "The fitness (search.evolve --fitness_aggregation; "
+                    "start_gain scores each loss against the first).")
 flags.DEFINE_enum("population_pooling", "fused", list(evolve.population.POOLINGS),
                   "The vectorised models' max pooling (search.evolve --population_pooling).")
 flags.DEFINE_string("output", "", "Also write the table to this Markdown file (and the raw results to .json).")

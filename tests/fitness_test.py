@@ -345,3 +345,125 @@ def test_a_search_stratified_by_noise_scores_every_noise_setting_each_generation
     assert result.record["provenance"]["budget"]["task_suite"]["stratify_by"] == "noise"
     with pytest.raises(ValueError, match="Unknown --stratify_tasks_by 'seed'"):
         dataclasses.replace(config, stratify_tasks_by="seed").validate()
+
+
+# The starting loss of a start_gain fitness: scored like a candidate, its row told apart by coefficient 0 (= 9).
+START = np.array([0.85, 0.45, 0.60, 0.35])
+
+
+def _run_by_first_coefficient(calls, failing_start=False):
+    column = {instance.key: k for k, instance in enumerate(INSTANCES)}
+    rows = {0: ACCURACIES[0], 1: ACCURACIES[1], 2: ACCURACIES[2], 9: START}
+
+    def run(job):
+        calls.append(job)
+        ids = [int(c) for c in np.asarray(job.coefficients)[:, 0]]
+        if failing_start and 9 in ids:
+            raise RuntimeError("the start broke")
+        return np.array([rows[i][column[job.instance.key]] for i in ids]), np.ones(len(ids), bool), 1.0
+
+    return run
+
+
+def _candidates_and_start():
+    coefficients = np.zeros((3, 8))
+    coefficients[:, 0] = [0, 1, 2]
+    start = np.zeros(8)
+    start[0] = 9
+    return coefficients, start
+
+
+@pytest.mark.parametrize("evaluator", ["vectorized", "per_candidate"])
+@pytest.mark.parametrize("statistic", ["quantile:0.25", "mean", "mean_minus_std:1"])
+def test_start_gain_scores_each_candidate_against_the_start_trained_on_the_same_instances(evaluator, statistic):
+    calls = []
+    coefficients, start = _candidates_and_start()
+    results, _ = evaluation.evaluate_generation(coefficients, INSTANCES, evaluation.InlineExecutor(
+        _run_by_first_coefficient(calls)), evaluator=evaluator, aggregation=f"start_gain/{statistic}", start=start)
+    assert [r.status for r in results] == ["ok"] * 3  # the start is not returned as a candidate
+    gains = ACCURACIES - START  # worked by hand below, per candidate
+    if statistic == "mean":
+        expected = [sum(row) / 4 for row in gains]
+    elif statistic == "quantile:0.25":
+        expected = [_quantile(list(row), 0.25) for row in gains]
+    else:
+        expected = [np.mean(row) - np.sqrt(np.mean((row - np.mean(row)) ** 2)) for row in gains]
+    np.testing.assert_allclose([r.fitness for r in results], expected, atol=1e-12)
+    assert results[0].start_accuracies == {i.key: s for i, s in zip(INSTANCES, START)}
+    assert results[0].reference_accuracies == {}  # no cross-entropy job is trained for start_gain
+    assert not any(job.reference for job in calls)
+    started = [job for job in calls if 9 in np.asarray(job.coefficients)[:, 0]]
+    assert len(started) == 4 and {job.instance.key for job in started} == {i.key for i in INSTANCES}
+    if evaluator == "vectorized":  # one more population member, in the same job
+        assert all(job.members == (0, 1, 2, 3) for job in calls)
+
+
+def test_start_gain_ranks_by_the_task_where_a_candidate_falls_furthest_behind_the_start():
+    # Candidate 2 gains more over the start on average than candidate 1, and falls furthest behind it on one
+    # task (0.10 against 0.35): the mean ranks it above candidate 1, a lower quantile last.
+    calls = []
+    coefficients, start = _candidates_and_start()
+    scored = {spec: [r.fitness for r in evaluation.evaluate_generation(
+        coefficients, INSTANCES, evaluation.InlineExecutor(_run_by_first_coefficient(calls)), evaluator="vectorized",
+        aggregation=spec, start=start)[0]] for spec in ("start_gain/mean", "start_gain/quantile:0.25")}
+    assert all(np.isfinite(v).all() for v in scored.values())
+    assert np.argsort(scored["start_gain/mean"]).tolist() == np.argsort(_expected("mean")).tolist()
+    mean, low = scored["start_gain/mean"], scored["start_gain/quantile:0.25"]
+    assert mean[2] > mean[1] and np.argmin(low) == 2
+
+
+def test_a_failed_start_fails_every_candidate_and_start_gain_needs_a_start():
+    coefficients, start = _candidates_and_start()
+    results, _ = evaluation.evaluate_generation(coefficients, INSTANCES, evaluation.InlineExecutor(
+        _run_by_first_coefficient([], failing_start=True)), evaluator="per_candidate",
+        aggregation="start_gain/quantile:0.25", start=start)
+    assert [r.status for r in results] == ["failed"] * 3 and [r.fitness for r in results] == [0.0] * 3
+    assert all("the starting loss" in r.error and "the start broke" in r.error for r in results)
+    with pytest.raises(ValueError, match="pass its coefficients as `start`"):
+        evaluation.evaluate_generation(coefficients, INSTANCES, evaluation.InlineExecutor(lambda job: None),
+                                       aggregation="start_gain/mean")
+    with pytest.raises(ValueError, match="The start has 4 coefficients and the candidates 8"):
+        evaluation.evaluate_generation(coefficients, INSTANCES, evaluation.InlineExecutor(lambda job: None),
+                                       aggregation="start_gain/mean", start=np.zeros(4))
+    parsed = fitness.parse_aggregation("start_gain/quantile:0.25")
+    assert parsed.needs_start and not parsed.needs_reference
+    assert "starting loss" in parsed.describe()
+    with pytest.raises(ValueError, match="needs the starting loss's accuracies"):
+        parsed(ACCURACIES)
+    with pytest.raises(ValueError, match="--init=zeros is a constant loss"):
+        evolve.SearchConfig(fitness_aggregation="start_gain/mean", init="zeros").validate()
+
+
+def test_run_search_under_start_gain_scores_against_the_init_loss_and_records_it(tmp_path, monkeypatch):
+    start = evolve.initial_centroid("evolved_bundled", 3)
+    column = {instance.task: k for k, instance in enumerate(INSTANCES)}
+
+    def run(job):  # a loss scores the closer to the start's coefficients the better, on every task
+        rows = np.asarray(job.coefficients, dtype=float)
+        distance = np.linalg.norm(rows - start, axis=1)
+        k = column[job.instance.task]
+        return 0.9 - distance / (k + 2), np.ones(len(rows), bool), 1.0
+
+    monkeypatch.setattr(evaluation, "make_executor", lambda *a, **k: evaluation.InlineExecutor(run))
+    suite = tmp_path / "suite.json"
+    suite.write_text(json.dumps({"name": "four", "tasks_per_generation": 4, "tasks": [
+        {"dataset": "digits", "architecture": "linear", "noise": f"symmetric:0.{k + 2}", "steps": 5} for k in range(4)
+    ]}))
+    config = evolve.SearchConfig(output_dir=str(tmp_path / "run"), population_size=3, generations=1,
+                                 task_suite=str(suite), init="evolved_bundled", sigma=0.3,
+                                 fitness_aggregation="start_gain/quantile:0.25", selection_candidates=2,
+                                 selection_include_start=True)
+    result = evolve.run_search(config, printer=lambda line: None)
+    evaluations = result.evaluations
+    assert len(evaluations) == 3 and all(e["status"] == "ok" for e in evaluations)
+    for entry in evaluations:  # each candidate's worst task against the start (0.9 exactly) decides
+        distance = np.linalg.norm(np.asarray(entry["coefficients"]) - start)
+        assert distance > 0 and entry["fitness"] == pytest.approx(_quantile([-distance / (k + 2) for k in range(4)],
+                                                                            0.25))
+    history = evolve.checkpoint.load_checkpoint(config.output_dir)["history"]
+    assert list(history[0]["start_accuracies"].values()) == pytest.approx([0.9] * 4)
+    # In the final selection, the start re-scored against itself gains nothing, and beats every finalist.
+    selection = {entry["label"]: entry for entry in result.record["selection"]}
+    assert selection["start"]["fitness"] == pytest.approx(0.0)
+    assert all(entry["fitness"] < 0 for label, entry in selection.items() if label != "start")
+    assert "starting loss" in result.record["provenance"]["fitness_definition"]

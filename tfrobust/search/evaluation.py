@@ -90,6 +90,7 @@ class CandidateResult:
     error: str = ""  # the first failed job's error, for status "failed"
     traceback: str = ""
     reference_accuracies: dict = dataclasses.field(default_factory=dict)  # cross-entropy's, when the fitness uses it
+    start_accuracies: dict = dataclasses.field(default_factory=dict)  # the starting loss's, under start_gain
 
 
 def run_job(job):
@@ -276,12 +277,15 @@ def supports_vectorized(architecture):
 
 
 def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", fitness_split="clean", strategy="off",
-                        aggregation="mean", pooling="fused"):
+                        aggregation="mean", pooling="fused", start=None):
     """Scores every row of `coefficients` on every task instance.
 
     `aggregation` is a `tfrobust.search.fitness` spec ("mean", "quantile:0.25",
     "ce_gain/quantile:0.25", ...) or a parsed `fitness.Aggregation`.
     `pooling` is the population models' max pooling (`population.POOLINGS`).
+    `start` (a coefficient vector) is the reference loss of a `start_gain`
+    fitness: trained as one more population member on the same instances.
+    If it fails, every candidate fails with that error (no fitness exists).
 
     Returns `(results, modes)`: one `CandidateResult` per row, and for each
     task the evaluator that ran it ("vectorized" or "per_candidate").
@@ -290,6 +294,16 @@ def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", 
 
     aggregation = fitness_lib.parse_aggregation(aggregation)
     coefficients = np.asarray(coefficients, dtype="float64")
+    candidates = len(coefficients)
+    if aggregation.needs_start:
+        if start is None:
+            raise ValueError(f"Fitness aggregation {aggregation.reference!r} scores candidates against the starting "
+                             "loss: pass its coefficients as `start` (search.evolve passes --init's).")
+        start = np.asarray(start, dtype="float64").reshape(1, -1)
+        if start.shape[1] != coefficients.shape[1]:
+            raise ValueError(f"The start has {start.shape[1]} coefficients and the candidates {coefficients.shape[1]}: "
+                             "pad it to the candidates' order (evolve.initial_centroid).")
+        coefficients = np.concatenate([coefficients, start])  # the last member
     population_size = len(coefficients)
     jobs, modes = [], {}
     for instance in instances:
@@ -337,8 +351,18 @@ def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", 
                 status[member] = STATUS_NONFINITE
         seconds[members] += job_seconds / len(members)
     references = {inst.key: float(reference[k]) for k, inst in enumerate(instances)} if aggregation.needs_reference else {}
+    starts = {}
+    if aggregation.needs_start:
+        reference = accuracies[-1]
+        starts = {inst.key: float(reference[k]) for k, inst in enumerate(instances)}
+        if status[-1] != STATUS_OK:
+            problem = errors[-1] or "a non-finite loss or accuracy"
+            for member in range(candidates):
+                status[member] = STATUS_FAILED
+                errors[member] = errors[member] or f"the starting loss (the start_gain reference) {status[-1]}: {problem}"
+                tracebacks[member] = tracebacks[member] or tracebacks[-1]
     results = []
-    for member in range(population_size):
+    for member in range(candidates):
         fitness = 0.0 if status[member] != STATUS_OK else float(aggregation(accuracies[member], reference))
         if not np.isfinite(fitness):
             # A NaN accuracy (e.g. an empty scoring split) must never reach the CMA-ES update.
@@ -353,6 +377,7 @@ def evaluate_generation(coefficients, instances, executor, *, evaluator="auto", 
                 error=errors[member],
                 traceback=tracebacks[member],
                 reference_accuracies=references,
+                start_accuracies=starts,
             )
         )
     return results, modes

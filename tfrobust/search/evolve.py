@@ -89,9 +89,9 @@ class SearchConfig:
     )
     fitness_split: str = _setting("clean", "Score on the clean validation split, or on a noisy one (no clean data needed).")
     fitness_aggregation: str = _setting(
-        "mean", "How a candidate's accuracies over the task instances become its fitness: [ce_gain/|ce_ratio/]mean, "
-                "quantile:Q or mean_minus_std:K (ce_*: relative to cross-entropy trained on the same instance; see "
-                "tfrobust.search.fitness)."
+        "mean", "How a candidate's accuracies over the task instances become its fitness: "
+                "[ce_gain/|ce_ratio/|start_gain/]mean, quantile:Q or mean_minus_std:K (ce_*: relative to cross-entropy "
+                "trained on the same instance; start_gain: to the --init loss; see tfrobust.search.fitness)."
     )
     init: str = _setting("cross_entropy_taylor3", "Starting point: a TaylorLoss preset of this order or a lower one "
                          "(the same loss, higher-order terms at zero), or 'zeros'.")
@@ -154,7 +154,10 @@ class SearchConfig:
             if getattr(self, name) not in choices:
                 raise ValueError(f"Unknown --{name} {getattr(self, name)!r}; choose one of {list(choices)}.")
         taylor.num_coefficients(self.order)
-        fitness_lib.parse_aggregation(self.fitness_aggregation)
+        if fitness_lib.parse_aggregation(self.fitness_aggregation).needs_start and self.init == "zeros":
+            raise ValueError(f"--fitness_aggregation={self.fitness_aggregation} scores candidates against the --init "
+                             "loss, and --init=zeros is a constant loss that trains nothing: "
+                             "start from a preset, e.g. --init=evolved_bundled.")
         initial_centroid(self.init, self.order)
         tasks_lib.load_suite(self.task_suite, self.fitness_split)
         if self.selection_suite:
@@ -260,7 +263,7 @@ def score_losses(names, suite, *, seed=0, repeats=1, fitness_aggregation="ce_gai
     coefficients = loss_coefficients(names)
     results, _ = evaluation.evaluate_generation(
         coefficients, instances, evaluation.InlineExecutor(progress=printer), evaluator=evaluator,
-        fitness_split=suite.fitness_split, aggregation=fitness_aggregation, pooling=pooling,
+        fitness_split=suite.fitness_split, aggregation=fitness_aggregation, pooling=pooling, start=coefficients[0],
     )
     return instances, results
 
@@ -566,6 +569,7 @@ def _run_generation(config, suite, state, creator, executor, watch, evaluations_
         np.array(individuals), instances, executor, evaluator=config.evaluator,
         fitness_split=suite.fitness_split, strategy=config.distribution_strategy,
         aggregation=config.fitness_aggregation, pooling=config.population_pooling,
+        start=initial_centroid(config.init, config.order),
     )
     # Recorded before the failure check, so a stopped run's log shows what failed;
     # a resume drops them with the rest of the unfinished generation.
@@ -601,6 +605,7 @@ def _run_generation(config, suite, state, creator, executor, watch, evaluations_
         "tasks": [i.key for i in instances],
         "evaluators": sorted(set(modes.values())),
         **({"reference_accuracies": results[0].reference_accuracies} if results[0].reference_accuracies else {}),
+        **({"start_accuracies": results[0].start_accuracies} if results[0].start_accuracies else {}),
     }
     state["history"].append(entry)
     if state["best"] is None or entry["best"] > state["best"]["fitness"]:
@@ -638,6 +643,7 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
         np.array(candidates), instances, executor, evaluator=config.evaluator,
         fitness_split=suite.fitness_split, strategy=config.distribution_strategy,
         aggregation=config.fitness_aggregation, pooling=config.population_pooling,
+        start=initial_centroid(config.init, config.order),
     )
     watch.check(results, state["history"], "the final selection")
     winner = select_winner(results, config.selection_include_start, config.selection_rule)

@@ -15,11 +15,17 @@ STATISTIC, over the generation's task instances:
                       mixes seed variance with task-to-task variance.
 
 REFERENCE (optional) turns each accuracy into a score relative to
-cross-entropy trained on the same task instance (same data, noise draw,
+a reference loss trained on the same task instance (same data, noise draw,
 initial weights, batch order and optimiser) before the statistic:
-    ce_gain   accuracy minus cross-entropy's accuracy
-    ce_ratio  accuracy divided by cross-entropy's accuracy (floored at
-              `RATIO_FLOOR`, so a diverged reference cannot divide by zero)
+    ce_gain     accuracy minus cross-entropy's accuracy
+    ce_ratio    accuracy divided by cross-entropy's accuracy (floored at
+                `RATIO_FLOOR`, so a diverged reference cannot divide by zero)
+    start_gain  accuracy minus the accuracy of the search's starting loss
+                (`search.evolve --init`; `search.score_losses`: the first
+                loss). With a lower quantile, a candidate scores by the task
+                where it falls furthest behind the start: the search's own
+                version of the guarded selection rule, so that it cannot
+                trade one noise setting's robustness for gains on another.
 
 Cost of a reference: one extra `model.fit` with `keras.losses` cross-entropy
 per task instance and generation (a per-candidate run, trained once and
@@ -28,8 +34,9 @@ cross-entropy would be free as one more population member, but it is a
 bounded loss, itself robust to noise (Feng et al., IJCAI 2020), so it is
 no stand-in for the cross-entropy that memorises.
 
+The start costs one more population member (free in a vectorized job).
 Within one generation every candidate sees the same instances, so
-`ce_gain/mean` ranks candidates exactly as `mean` does (CMA-ES uses ranks
+`ce_gain/mean` and `start_gain/mean` rank candidates exactly as `mean` does (CMA-ES uses ranks
 only); the reference changes the ranking through `ce_ratio` (hard tasks,
 where cross-entropy does badly, weigh more) or a non-linear statistic
 (`ce_gain/quantile:0.25`: the tasks where a loss helps least over
@@ -42,10 +49,10 @@ import dataclasses
 import numpy as np
 
 STATISTICS = ("mean", "quantile", "mean_minus_std")
-REFERENCES = ("ce_gain", "ce_ratio")
+REFERENCES = ("ce_gain", "ce_ratio", "start_gain")
 RATIO_FLOOR = 0.01
 _GRAMMAR = ("[REFERENCE/]STATISTIC with STATISTIC one of 'mean', 'quantile:Q' (0 < Q < 1) or "
-            "'mean_minus_std:K' (K >= 0) and the optional REFERENCE 'ce_gain' or 'ce_ratio', "
+            "'mean_minus_std:K' (K >= 0) and the optional REFERENCE 'ce_gain', 'ce_ratio' or 'start_gain', "
             "e.g. 'mean', 'quantile:0.25', 'ce_gain/quantile:0.25'")
 
 
@@ -60,7 +67,12 @@ class Aggregation:
     @property
     def needs_reference(self):
         """Whether cross-entropy must be trained on every task instance."""
-        return bool(self.reference)
+        return self.reference in ("ce_gain", "ce_ratio")
+
+    @property
+    def needs_start(self):
+        """Whether the search's starting loss must be trained on every task instance."""
+        return self.reference == "start_gain"
 
     def describe(self):
         """One line for provenance records and logs."""
@@ -68,6 +80,7 @@ class Aggregation:
             "": "accuracy",
             "ce_gain": "accuracy minus cross-entropy's accuracy on the same task instance",
             "ce_ratio": f"accuracy / cross-entropy's accuracy on the same task instance (floored at {RATIO_FLOOR})",
+            "start_gain": "accuracy minus the starting loss's accuracy on the same task instance",
         }[self.reference]
         statistic = {
             "mean": "mean",
@@ -77,16 +90,18 @@ class Aggregation:
         return f"{statistic} over task instances of the {score}"
 
     def scores(self, accuracies, reference=None):
-        """Per-task scores: `accuracies` `(..., tasks)`, `reference` `(tasks,)` (cross-entropy's accuracies)."""
+        """Per-task scores: `accuracies` `(..., tasks)`, `reference` `(tasks,)` (the reference loss's accuracies:
+        cross-entropy's, or the start's for start_gain)."""
         accuracies = np.asarray(accuracies, dtype=float)
         if not self.reference:
             return accuracies
         if reference is None:
-            raise ValueError(f"Fitness aggregation {self.reference!r} needs cross-entropy's accuracies; got None.")
+            what = "the starting loss's" if self.needs_start else "cross-entropy's"
+            raise ValueError(f"Fitness aggregation {self.reference!r} needs {what} accuracies; got None.")
         reference = np.asarray(reference, dtype=float)
         if reference.shape != accuracies.shape[-1:]:
             raise ValueError(f"Reference accuracies of shape {reference.shape} do not match {accuracies.shape[-1]} tasks.")
-        if self.reference == "ce_gain":
+        if self.reference in ("ce_gain", "start_gain"):
             return accuracies - reference
         return accuracies / np.maximum(reference, RATIO_FLOOR)
 
