@@ -5,11 +5,13 @@
 Reads each run's best_coefficients.json (a search run with --selection_include_start) and prints, per finalist,
 its fitness, the task instances it wins against the start, the tasks where it falls below the start's seed
 spread (with --selection_repeats of 2 or more), and its mean accuracy gain over the start per noise setting.
-Trains nothing. The table is built by `tfrobust.search.evolve.selection_report`.
+--drop_tasks=REGEX re-counts all but the instances it matches: what a selection without those tasks would
+have said. Trains nothing. The table is built by `tfrobust.search.evolve.selection_report`.
 """
 
 import json
 import os
+import re
 
 from absl import app, flags
 
@@ -19,6 +21,8 @@ from tfrobust.search import evolve
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", [], "search.evolve output folders (or their best_coefficients.json files).")
 flags.DEFINE_string("output", "", "Also write the report to this Markdown file.")
+flags.DEFINE_string("drop_tasks", "", "A regular expression: leave out the selection instances whose key matches "
+                    "(e.g. 'symmetric:0\\.8/.*momentum') and count wins, tasks below spread and gains over the rest.")
 
 
 def main(argv):
@@ -34,8 +38,8 @@ def main(argv):
         with open(path) as handle:
             record = json.load(handle)
         try:
-            sections.append(f"## {run}\n\n" + evolve.selection_report(record))
-        except ValueError as error:
+            sections.append(f"## {run}\n\n" + evolve.selection_report(record, FLAGS.drop_tasks))
+        except (ValueError, re.error) as error:
             raise app.UsageError(f"{path}: {error}") from None
     text = "\n\n".join(sections)
     print(text)

@@ -126,6 +126,20 @@ def test_the_selection_report_gives_each_finalist_its_gain_over_the_start_per_no
         evolve.selection_report(without_start)
 
 
+def test_the_selection_report_can_leave_out_tasks_and_recount_the_rest():
+    # Without the 80% SGD instances, only the pair-flip ones remain: the finalist wins both (2/2), falls below the
+    # start's spread on none (0/1), and the 80% column is gone; the fitness stays the recorded one.
+    lines = evolve.selection_report(_selection_record(), drop=r"symmetric:0\.8/.*momentum").splitlines()
+    assert lines[0] == ("| loss | fitness (x100), all instances | instances won | tasks below spread | "
+                        "gain at pairflip:0.3 |")
+    assert lines[2] == "| cand1 | +3.10 | 2/2 | 0/1 | +12.5 |"
+    assert lines[-1] == ("Left out: the 2 instances matching `symmetric:0\\.8/.*momentum` (wins, tasks below "
+                         "spread and gains are over the other 2).")
+    for pattern in ("nothing matches this", "/"):  # no instance, or every instance: nothing to compare
+        with pytest.raises(ValueError, match="must leave out some and keep some"):
+            evolve.selection_report(_selection_record(), drop=pattern)
+
+
 def test_the_selection_report_script_reads_a_run_folder_and_names_a_missing_one(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "best_coefficients.json").write_text(json.dumps(_selection_record()))
@@ -139,3 +153,9 @@ def test_the_selection_report_script_reads_a_run_folder_and_names_a_missing_one(
                              text=True, timeout=300)
     assert missing.returncode != 0
     assert f"{tmp_path / 'nothing'} does not exist" in missing.stderr and "a finished search.evolve run" in missing.stderr
+    dropped = subprocess.run(command[:4] + ["--drop_tasks=momentum"], cwd=REPO, capture_output=True, text=True,
+                             timeout=300)
+    assert dropped.returncode == 0, dropped.stderr
+    assert "| cand1 | +3.10 | 2/2 | 0/1 | +12.5 |" in dropped.stdout and "Left out: the 2 instances" in dropped.stdout
+    bad = subprocess.run(command[:4] + ["--drop_tasks=("], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "unterminated subpattern" in bad.stderr

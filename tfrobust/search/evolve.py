@@ -377,27 +377,39 @@ def _noise_of(instance_key):
     return parts[budget - 1]
 
 
-def selection_report(record):
+def selection_report(record, drop=""):
     """A Markdown table of a search's final selection (`best_coefficients.json`, read as a dict) against its start.
 
     One row per finalist: fitness, task instances won against the start, tasks below the start's seed spread
     (when the selection repeated tasks), and the mean accuracy gain over the start (points) per noise setting of
     the selection tasks, then the start's own row and the selected loss. Shows where finalists gain and where
     they give up what the start had. Raises ValueError when the search did not re-score its start.
+
+    `drop`, a regular expression, leaves out the task instances whose key it matches (`re.search`): wins, tasks
+    below spread and gains are counted over the rest, to ask what a selection without those tasks would have
+    said. The fitness column stays the recorded one, over every instance. Raises ValueError when it matches no
+    instance, or every one.
     """
     selection = record.get("selection") or []
     if not selection or selection[-1].get("label") != "start":
         raise ValueError("This search did not re-score its start (run search.evolve with "
                          "--selection_include_start): there is nothing to compare the finalists with.")
     start = selection[-1]["accuracies"]
+    dropped = [key for key in start if drop and re.search(drop, key)]
+    if drop and not 0 < len(dropped) < len(start):
+        raise ValueError(f"--drop_tasks {drop!r} matches {len(dropped)} of the {len(start)} selection instances: "
+                         "it must leave out some and keep some (instance keys look like "
+                         f"{next(iter(start))!r}).")
+    start = {key: value for key, value in start.items() if key not in dropped}
     noises = list(dict.fromkeys(_noise_of(key) for key in start))
     tasks = len({_task_of(key) for key in start})
     repeats = len(start) > tasks
-    header = ["loss", "fitness (x100)", "instances won", *(["tasks below spread"] if repeats else []),
+    header = ["loss", "fitness (x100)" + (", all instances" if dropped else ""), "instances won",
+              *(["tasks below spread"] if repeats else []),
               *(f"gain at {noise}" for noise in noises)]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for entry in selection:
-        accuracies = entry["accuracies"]
+        accuracies = {key: value for key, value in entry["accuracies"].items() if key not in dropped}
         ok = entry.get("status", evaluation.STATUS_OK) == evaluation.STATUS_OK
         cells = [entry["label"], f"{100 * entry['fitness']:+.2f}" if ok else entry.get("status", "failed")]
         if entry is selection[-1]:
@@ -411,6 +423,9 @@ def selection_report(record):
                 cells.append(f"{100 * np.mean([accuracies[k] - start[k] for k in keys]):+.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(f"\nSelected: {record['provenance'].get('selected', '(not recorded)')}.")
+    if dropped:
+        lines.append(f"Left out: the {len(dropped)} instances matching `{drop}` (wins, tasks below spread and "
+                     f"gains are over the other {len(start)}).")
     return "\n".join(lines)
 
 
