@@ -395,7 +395,7 @@ def selection_report(record, drop=""):
         raise ValueError("This search did not re-score its start (run search.evolve with "
                          "--selection_include_start): there is nothing to compare the finalists with.")
     start = selection[-1]["accuracies"]
-    dropped = [key for key in start if drop and re.search(drop, key)]
+    dropped = {key for key in start if drop and re.search(drop, key)}
     if drop and not 0 < len(dropped) < len(start):
         raise ValueError(f"--drop_tasks {drop!r} matches {len(dropped)} of the {len(start)} selection instances: "
                          "it must leave out some and keep some (instance keys look like "
@@ -645,20 +645,20 @@ def _finalise(config, suite, selection_suite, state, executor, watch, printer):
     for entry in ranked[: max(config.selection_candidates - 1, 1)]:
         candidates.append(np.asarray(entry["best_coefficients"]))
     labels = ["centroid"] + [f"cand{i}" for i in range(1, len(candidates))]
+    start = initial_centroid(config.init, config.order)
     if config.selection_include_start:
-        candidates.append(initial_centroid(config.init, config.order))
+        candidates.append(start)
         labels.append("start")
     instances = selection_suite.fixed_instances(config.seed, config.selection_repeats)
+    inline = isinstance(executor, evaluation.InlineExecutor)
     printer(f"Scoring the finalists ({', '.join(labels)}) on all {len(instances)} task instances of suite "
-            f"{selection_suite.name!r}" + ("" if isinstance(executor, evaluation.InlineExecutor)
-                                           else f" ({executor.name} executor; no progress until it ends)"))
-    if isinstance(executor, evaluation.InlineExecutor):  # one job at a time: a progress line per job
+            f"{selection_suite.name!r}" + ("" if inline else f" ({executor.name} executor; no progress until it ends)"))
+    if inline:  # one job at a time: a progress line per job
         executor = executor.with_progress(printer)
     results, _ = evaluation.evaluate_generation(
         np.array(candidates), instances, executor, evaluator=config.evaluator,
         fitness_split=suite.fitness_split, strategy=config.distribution_strategy,
-        aggregation=config.fitness_aggregation, pooling=config.population_pooling,
-        start=initial_centroid(config.init, config.order),
+        aggregation=config.fitness_aggregation, pooling=config.population_pooling, start=start,
     )
     watch.check(results, state["history"], "the final selection")
     winner = select_winner(results, config.selection_include_start, config.selection_rule)
