@@ -7,8 +7,10 @@ Trains each loss (and cross-entropy, when the fitness is relative to it) on ever
 the task instances that `search.evolve --seed=SEED --selection_suite=SUITE` re-scores its finalists on,
 and prints each loss's accuracy per task and its fitness (`--output` also writes it, with the raw
 accuracies in a JSON file beside it), then which loss each `search.evolve --selection_rule` would keep
-with the first loss as the start and the others as its finalists. A failed or non-finite run is shown
-in the table and makes the command exit 1. The work is done by `tfrobust.search.evolve.score_losses`.
+with the first loss as the start and the others as its finalists. With --repeats of 2 or more it also
+gives the seed noise of one instance's gain over the first loss, and how many instances a mean gain of
+--gain_resolution points needs. A failed or non-finite run is shown in the table and makes the command
+exit 1. The work is done by `tfrobust.search.evolve.score_losses`.
 """
 
 import os
@@ -29,6 +31,8 @@ flags.DEFINE_string("fitness_aggregation", "ce_gain/mean", "The fitness (search.
                     "start_gain scores each loss against the first).")
 flags.DEFINE_enum("population_pooling", "fused", list(evolve.population.POOLINGS),
                   "The vectorised models' max pooling (search.evolve --population_pooling).")
+flags.DEFINE_float("gain_resolution", 1.0, "With --repeats of 2 or more, report how many task instances a mean "
+                   "gain over the first loss of this many points needs to stand 2 standard errors from none.")
 flags.DEFINE_string("output", "", "Also write the table to this Markdown file (and the raw results to .json).")
 
 
@@ -55,6 +59,8 @@ def main(argv):
                  + "; ".join(f"{rule}: {name}"
                              for rule, name in evolve.rule_picks(FLAGS.losses, instances, results).items())
                  + ".")
+        text += "\n".join(evolve.gain_noise_summary(results[0].accuracies, [r.accuracies for r in results[1:]],
+                                                     FLAGS.gain_resolution))
     print(text)
     if FLAGS.output:
         _io.write_text(FLAGS.output, text + "\n")

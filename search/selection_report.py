@@ -6,7 +6,9 @@ Reads each run's best_coefficients.json (a search run with --selection_include_s
 its fitness, the task instances it wins against the start, the tasks where it falls below the start's seed
 spread (with --selection_repeats of 2 or more), and its mean accuracy gain over the start per noise setting.
 --drop_tasks=REGEX re-counts all but the instances it matches: what a selection without those tasks would
-have said. Trains nothing. The table is built by `tfrobust.search.evolve.selection_report`.
+have said. With repeated selection tasks it also gives the seed noise of one instance's gain over the start
+and how many instances a mean gain of --gain_resolution points needs. Trains nothing. The table is built by
+`tfrobust.search.evolve.selection_report`.
 """
 
 import json
@@ -23,6 +25,8 @@ flags.DEFINE_list("runs", [], "search.evolve output folders (or their best_coeff
 flags.DEFINE_string("output", "", "Also write the report to this Markdown file.")
 flags.DEFINE_string("drop_tasks", "", "A regular expression: leave out the selection instances whose key matches "
                     "(e.g. 'symmetric:0\\.8/.*momentum') and count wins, tasks below spread and gains over the rest.")
+flags.DEFINE_float("gain_resolution", 1.0, "With repeated selection tasks, report how many task instances a mean "
+                   "gain over the start of this many points needs to stand 2 standard errors from none.")
 
 
 def main(argv):
@@ -38,7 +42,8 @@ def main(argv):
         with open(path) as handle:
             record = json.load(handle)
         try:
-            sections.append(f"## {run}\n\n" + evolve.selection_report(record, FLAGS.drop_tasks))
+            report = evolve.selection_report(record, FLAGS.drop_tasks, FLAGS.gain_resolution)
+            sections.append(f"## {run}\n\n" + report)
         except (ValueError, re.error) as error:
             raise app.UsageError(f"{path}: {error}") from None
     text = "\n\n".join(sections)

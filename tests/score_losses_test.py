@@ -62,6 +62,18 @@ def test_script_prints_the_table_and_names_bad_input(tmp_path):
     assert f"| tasks where it beats the first loss | | (first) | {int(second > first)}/1 |" in result.stdout
     assert raw["population_pooling"] == "fused"
     assert "would keep: fitness: " in result.stdout and "guarded" not in result.stdout.split("would keep:")[1]
+    assert "Seed noise" not in result.stdout  # one instance per task: no spread to report
+    repeated = subprocess.run(command[:5] + ["--repeats=2", f"--output={tmp_path / 'repeated.md'}"], cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+    assert repeated.returncode == 0, repeated.stderr
+    raw = json.loads((tmp_path / "repeated.json").read_text())["losses"]
+    assert [raw[name]["status"] for name in ("evolved_bundled", "mae")] == ["ok", "ok"]
+    gains = [raw["mae"]["accuracies"][key] - raw["evolved_bundled"]["accuracies"][key]
+             for key in raw["mae"]["accuracies"]]
+    assert len(gains) == 2  # the tiny suite's one task, twice: the sd of two gains is their gap over sqrt(2)
+    assert (f"Seed noise of one instance's gain over the start: {100 * abs(gains[0] - gains[1]) / np.sqrt(2):.1f} "
+            "points (standard deviation pooled over the other losses and repeated tasks, 1 degree of freedom"
+            in repeated.stdout)
     bad = subprocess.run(command[:3] + ["--losses=taylor:nonexistent"], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 1 and "nonexistent" in bad.stderr
@@ -126,6 +138,39 @@ def test_the_selection_report_gives_each_finalist_its_gain_over_the_start_per_no
         evolve.selection_report(without_start)
 
 
+def test_the_gain_noise_is_the_pooled_seed_spread_of_the_gains_over_the_start():
+    record = _selection_record()
+    finalist, start = (entry["accuracies"] for entry in record["selection"])
+    # By hand: at 80% the gains are -0.20 and -0.20 (no spread); at pair-flip 0.10 and 0.15, a sum of squares
+    # about their mean of 2 x 0.025^2 = 0.00125 on 1 degree of freedom. Pooled: 0.00125 / 2 = 0.000625, sd 0.025.
+    noise = evolve.gain_noise(start, [finalist])
+    assert noise["all"][1] == 2 and noise["all"][0] == pytest.approx(0.025)
+    assert noise["symmetric:0.8"] == (pytest.approx(0.0), 1)
+    assert noise["pairflip:0.3"] == (pytest.approx(np.sqrt(0.00125)), 1)
+    # Two losses pool their squares and degrees of freedom: the same finalist twice gives the same sd on 4.
+    twice = evolve.gain_noise(start, [finalist, finalist])["all"]
+    assert twice[1] == 4 and twice[0] == pytest.approx(0.025)
+    # One instance per task: nothing to pool.
+    with pytest.raises(ValueError, match="--selection_repeats=2"):
+        evolve.gain_noise({key: start[key] for key in list(start)[::2]}, [finalist])
+    # (2 x 2.5 / 1)^2 = 25 instances for 1 point; (2 x 13.8)^2 = 761.76, rounded up; never fewer than 1.
+    assert evolve.instances_to_resolve(2.5, 1.0) == 25
+    assert evolve.instances_to_resolve(13.8, 1.0) == 762
+    assert evolve.instances_to_resolve(2.5, 5.0) == 1 and evolve.instances_to_resolve(0.0, 1.0) == 1
+    assert evolve.instances_to_resolve(2.5, 1.0, z=1.0) == 7  # 6.25 rounded up
+    with pytest.raises(ValueError, match="positive gain"):
+        evolve.instances_to_resolve(2.5, 0.0)
+    lines = evolve.selection_report(record).splitlines()
+    assert ("Seed noise of one instance's gain over the start: 2.5 points (standard deviation pooled over the other "
+            "losses and repeated tasks, 2 degrees of freedom; by noise setting: symmetric:0.8 0.0, pairflip:0.3 "
+            "3.5). A mean gain of 1 point stands 2 standard errors from none with 25 instances per loss; here each "
+            "loss has 4.") in lines
+    assert "with 1 instance per loss" in evolve.selection_report(record, resolution=5.0)
+    # Left out, the 80% instances take their zero spread with them: only pair-flip's 3.5 on 1 degree remains.
+    dropped = evolve.selection_report(record, drop="symmetric")
+    assert "3.5 points (standard deviation pooled over the other losses and repeated tasks, 1 degree of" in dropped
+
+
 def test_the_selection_report_can_leave_out_tasks_and_recount_the_rest():
     # Without the 80% SGD instances, only the pair-flip ones remain: the finalist wins both (2/2), falls below the
     # start's spread on none (0/1), and the 80% column is gone; the fitness stays the recorded one.
@@ -157,5 +202,9 @@ def test_the_selection_report_script_reads_a_run_folder_and_names_a_missing_one(
                              timeout=300)
     assert dropped.returncode == 0, dropped.stderr
     assert "| cand1 | +3.10 | 2/2 | 0/1 | +12.5 |" in dropped.stdout and "Left out: the 2 instances" in dropped.stdout
+    resolved = subprocess.run(command[:4] + ["--gain_resolution=5"], cwd=REPO, capture_output=True, text=True,
+                              timeout=300)
+    assert resolved.returncode == 0, resolved.stderr
+    assert "A mean gain of 5 points stands 2 standard errors from none with 1 instance per loss" in resolved.stdout
     bad = subprocess.run(command[:4] + ["--drop_tasks=("], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "unterminated subpattern" in bad.stderr

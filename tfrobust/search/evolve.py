@@ -304,6 +304,70 @@ def tasks_below_spread(accuracies, start):
     return below
 
 
+def gain_noise(start, others):
+    """How much one task instance's accuracy gain over `start` varies between a task's seeds.
+
+    `start` and each of `others` are dicts by task instance key ("TASK#SEED"), as
+    the final selection records them. For every loss of `others` and every task
+    with two or more instances, the gains (loss minus start, per instance) give
+    a sample variance (ddof=1) around that task's mean gain. These are pooled,
+    weighted by their degrees of freedom, over all losses and tasks, and over
+    the tasks of each noise setting. What the selection measures is a mean gain
+    over its instances, so `instances_to_resolve` turns the pooled standard
+    deviation into how many instances a given resolution needs.
+
+    Returns `{"all": (sd, dof), NOISE: (sd, dof), ...}`, sd a fraction like the
+    accuracies. Raises ValueError when no task has two instances.
+    """
+    by_task = {}
+    for key in start:
+        by_task.setdefault(_task_of(key), []).append(key)
+    pooled = {}
+    for other in others:
+        for task, keys in by_task.items():
+            if len(keys) < 2:
+                continue
+            gains = np.array([other[k] - start[k] for k in keys], dtype=float)
+            square_sum = float(((gains - gains.mean()) ** 2).sum())
+            for group in ("all", _noise_of(keys[0])):
+                total, dof = pooled.get(group, (0.0, 0))
+                pooled[group] = (total + square_sum, dof + len(keys) - 1)
+    if not pooled:
+        raise ValueError("No task has two or more instances: the seed noise of a gain needs "
+                         "--selection_repeats=2 or more.")
+    return {group: (float(np.sqrt(total / dof)), dof) for group, (total, dof) in pooled.items()}
+
+
+def instances_to_resolve(sd, resolution, z=2.0):
+    """The task instances a mean gain needs for its standard error to be `resolution / z`: a true mean gain
+    of `resolution` then lies `z` standard errors from none. `sd` is one instance's (`gain_noise`), in
+    the same units as `resolution`. Rounded up; at least 1."""
+    if resolution <= 0:
+        raise ValueError(f"The resolution must be a positive gain; got {resolution!r}.")
+    return max(1, int(np.ceil((z * sd / resolution) ** 2)))
+
+
+def gain_noise_summary(start, others, resolution=1.0):
+    """Lines to end a table of a final selection with: the seed noise of one instance's gain over `start`
+    (`gain_noise` of `others`), and the instances a mean gain of `resolution` points needs to stand 2 standard
+    errors from none (`instances_to_resolve`). Empty when no task repeats."""
+    try:
+        noise = gain_noise(start, others)
+    except ValueError:
+        return []
+    sd, dof = noise.pop("all")
+    by_noise = ", ".join(f"{name} {100 * value:.1f}" for name, (value, _) in noise.items())
+    needed = instances_to_resolve(100 * sd, resolution)
+    return [f"\nSeed noise of one instance's gain over the start: {100 * sd:.1f} points (standard deviation "
+            f"pooled over the other losses and repeated tasks, {_counted(dof, 'degree')} of freedom; by noise "
+            f"setting: {by_noise}). A mean gain of {_counted(resolution, 'point')} stands 2 standard errors from "
+            f"none with {_counted(needed, 'instance')} per loss; here each loss has {len(start)}."]
+
+
+def _counted(number, noun):
+    return f"{number:g} {noun}{'' if number == 1 else 's'}"
+
+
 def select_winner(results, include_start, rule="fitness"):
     """The index of the final selection's winner among `results` (the start last when `include_start`).
 
@@ -377,7 +441,7 @@ def _noise_of(instance_key):
     return parts[budget - 1]
 
 
-def selection_report(record, drop=""):
+def selection_report(record, drop="", resolution=1.0):
     """A Markdown table of a search's final selection (`best_coefficients.json`, read as a dict) against its start.
 
     One row per finalist: fitness, task instances won against the start, tasks below the start's seed spread
@@ -389,6 +453,10 @@ def selection_report(record, drop=""):
     below spread and gains are counted over the rest, to ask what a selection without those tasks would have
     said. The fitness column stays the recorded one, over every instance. Raises ValueError when it matches no
     instance, or every one.
+
+    With repeated tasks, the report ends with the seed noise of one instance's gain over the start
+    (`gain_noise`, over the finalists that trained) and the instances a mean gain of `resolution` points needs
+    to stand 2 standard errors from none (`instances_to_resolve`).
     """
     selection = record.get("selection") or []
     if not selection or selection[-1].get("label") != "start":
@@ -422,6 +490,9 @@ def selection_report(record, drop=""):
                 keys = [key for key in start if _noise_of(key) == noise]
                 cells.append(f"{100 * np.mean([accuracies[k] - start[k] for k in keys]):+.1f}")
         lines.append("| " + " | ".join(cells) + " |")
+    trained = [{key: value for key, value in entry["accuracies"].items() if key not in dropped}
+               for entry in selection[:-1] if entry.get("status", evaluation.STATUS_OK) == evaluation.STATUS_OK]
+    lines += gain_noise_summary(start, trained, resolution)
     lines.append(f"\nSelected: {record['provenance'].get('selected', '(not recorded)')}.")
     if dropped:
         lines.append(f"Left out: the {len(dropped)} instances matching `{drop}` (wins, tasks below spread and "
