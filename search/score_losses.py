@@ -59,8 +59,9 @@ def main(argv):
                  + "; ".join(f"{rule}: {name}"
                              for rule, name in evolve.rule_picks(FLAGS.losses, instances, results).items())
                  + ".")
-        text += "\n".join(evolve.gain_noise_summary(results[0].accuracies, [r.accuracies for r in results[1:]],
-                                                     FLAGS.gain_resolution))
+        summary = evolve.gain_noise_summary(results[0].accuracies, [r.accuracies for r in results[1:]],
+                                            FLAGS.gain_resolution)
+        text += "\n\n" + summary if summary else ""
     print(text)
     if FLAGS.output:
         _io.write_text(FLAGS.output, text + "\n")

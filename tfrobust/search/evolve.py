@@ -278,6 +278,14 @@ def _task_of(instance_key):
     return instance_key.rpartition("#")[0] or instance_key
 
 
+def _instances_by_task(instance_keys):
+    """`{task key: [its instance keys]}`, in order of first appearance."""
+    by_task = {}
+    for key in instance_keys:
+        by_task.setdefault(_task_of(key), []).append(key)
+    return by_task
+
+
 def tasks_below_spread(accuracies, start):
     """The tasks on which `accuracies` falls short of `start` by more than the start's seed spread.
 
@@ -288,11 +296,8 @@ def tasks_below_spread(accuracies, start):
     column (`tfrobust.benchmark.shipping_verdict`). Raises ValueError when a task has a single
     instance (no spread).
     """
-    by_task = {}
-    for key in start:
-        by_task.setdefault(_task_of(key), []).append(key)
     below = {}
-    for task, keys in by_task.items():
+    for task, keys in _instances_by_task(start).items():
         if len(keys) < 2:
             raise ValueError(f"Task {task!r} has one instance: a seed spread needs two or more "
                              "(--selection_repeats=2).")
@@ -319,9 +324,7 @@ def gain_noise(start, others):
     Returns `{"all": (sd, dof), NOISE: (sd, dof), ...}`, sd a fraction like the
     accuracies. Raises ValueError when no task has two instances.
     """
-    by_task = {}
-    for key in start:
-        by_task.setdefault(_task_of(key), []).append(key)
+    by_task = _instances_by_task(start)
     pooled = {}
     for other in others:
         for task, keys in by_task.items():
@@ -348,20 +351,20 @@ def instances_to_resolve(sd, resolution, z=2.0):
 
 
 def gain_noise_summary(start, others, resolution=1.0):
-    """Lines to end a table of a final selection with: the seed noise of one instance's gain over `start`
+    """A sentence to end a table of a final selection with: the seed noise of one instance's gain over `start`
     (`gain_noise` of `others`), and the instances a mean gain of `resolution` points needs to stand 2 standard
     errors from none (`instances_to_resolve`). Empty when no task repeats."""
     try:
         noise = gain_noise(start, others)
     except ValueError:
-        return []
+        return ""
     sd, dof = noise.pop("all")
     by_noise = ", ".join(f"{name} {100 * value:.1f}" for name, (value, _) in noise.items())
     needed = instances_to_resolve(100 * sd, resolution)
-    return [f"\nSeed noise of one instance's gain over the start: {100 * sd:.1f} points (standard deviation "
+    return (f"Seed noise of one instance's gain over the start: {100 * sd:.1f} points (standard deviation "
             f"pooled over the other losses and repeated tasks, {_counted(dof, 'degree')} of freedom; by noise "
             f"setting: {by_noise}). A mean gain of {_counted(resolution, 'point')} stands 2 standard errors from "
-            f"none with {_counted(needed, 'instance')} per loss; here each loss has {len(start)}."]
+            f"none with {_counted(needed, 'instance')} per loss; here each loss has {len(start)}.")
 
 
 def _counted(number, noun):
@@ -476,6 +479,7 @@ def selection_report(record, drop="", resolution=1.0):
               *(["tasks below spread"] if repeats else []),
               *(f"gain at {noise}" for noise in noises)]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    trained = []  # the finalists that trained, over the kept instances: the gain noise's sample
     for entry in selection:
         accuracies = {key: value for key, value in entry["accuracies"].items() if key not in dropped}
         ok = entry.get("status", evaluation.STATUS_OK) == evaluation.STATUS_OK
@@ -483,6 +487,8 @@ def selection_report(record, drop="", resolution=1.0):
         if entry is selection[-1]:
             cells += ["(start)"] + (["(start)"] if repeats else []) + ["0.0"] * len(noises)
         else:
+            if ok:
+                trained.append(accuracies)
             cells.append(f"{tasks_won(accuracies, start)}/{len(start)}")
             if repeats:
                 cells.append(f"{len(tasks_below_spread(accuracies, start))}/{tasks}")
@@ -490,9 +496,9 @@ def selection_report(record, drop="", resolution=1.0):
                 keys = [key for key in start if _noise_of(key) == noise]
                 cells.append(f"{100 * np.mean([accuracies[k] - start[k] for k in keys]):+.1f}")
         lines.append("| " + " | ".join(cells) + " |")
-    trained = [{key: value for key, value in entry["accuracies"].items() if key not in dropped}
-               for entry in selection[:-1] if entry.get("status", evaluation.STATUS_OK) == evaluation.STATUS_OK]
-    lines += gain_noise_summary(start, trained, resolution)
+    summary = gain_noise_summary(start, trained, resolution)
+    if summary:
+        lines.append("\n" + summary)
     lines.append(f"\nSelected: {record['provenance'].get('selected', '(not recorded)')}.")
     if dropped:
         lines.append(f"Left out: the {len(dropped)} instances matching `{drop}` (wins, tasks below spread and "
